@@ -1,0 +1,56 @@
+"""The HTTP edge: flask-smorest Api, blueprints, error rendering, response compression."""
+
+from __future__ import annotations
+
+import gzip
+
+from flask import Flask, request
+from flask_smorest import Api
+
+from batchsvc.api import batch, health, objects
+from batchsvc.api.errors import register_error_handlers
+from batchsvc.api.schemas import VarBatchSchema
+
+_MIN_GZIP_BYTES = 1024
+
+
+def init_api(app: Flask) -> Api:
+    app.config.update(
+        API_TITLE="batchsvc",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api/batch",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        API_SPEC_OPTIONS={
+            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+            "security": [{"bearer": []}],
+        },
+    )
+    api = Api(app)
+    api.spec.components.schema("VarBatch", schema=VarBatchSchema)
+    for blueprint in (health.blp, batch.blp, objects.blp):
+        api.register_blueprint(blueprint)
+    register_error_handlers(app)
+    app.after_request(_gzip_response)
+    return api
+
+
+def _gzip_response(response):
+    """Honour Accept-Encoding: gzip for JSON bodies worth compressing."""
+    if (
+        response.direct_passthrough
+        or response.status_code < 200
+        or "Content-Encoding" in response.headers
+        or "gzip" not in request.headers.get("Accept-Encoding", "").lower()
+        or response.mimetype != "application/json"
+    ):
+        return response
+    data = response.get_data()
+    if len(data) < _MIN_GZIP_BYTES:
+        return response
+    response.set_data(gzip.compress(data, compresslevel=5))
+    response.headers["Content-Encoding"] = "gzip"
+    response.vary.add("Accept-Encoding")
+    return response

@@ -1,0 +1,90 @@
+"""The one place that maps errors to HTTP and renders every error response."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+import orjson
+import psycopg2
+from flask import Flask, Response
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.exceptions import HTTPException
+
+from batchsvc.auth import AuthError
+from batchsvc.core.errors import Busy, Conflict, DomainError, Forbidden, InvalidInput, NotFound, TooLarge, Unavailable
+
+log = logging.getLogger(__name__)
+
+DOMAIN_STATUS = {
+    InvalidInput: 400,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    TooLarge: 413,
+    Busy: 503,
+    Unavailable: 503,
+}
+
+
+def error_response(status: int, message: str, errors: dict | None = None, headers: dict | None = None) -> Response:
+    """`{"code","status","message","errors"}` plus the `x-odsl-error` header the SDKs print."""
+    phrase = HTTPStatus(status).phrase
+    body = {"code": status, "status": phrase, "message": message, "errors": errors or {}}
+    response = Response(orjson.dumps(body), status=status, mimetype="application/json")
+    one_line = " ".join(message.split())[:1000].encode("latin-1", "replace").decode("latin-1")
+    response.headers["x-odsl-error"] = f"[{status}] {one_line}"
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _http_exception(exc: HTTPException) -> Response:
+    data = getattr(exc, "data", None) or {}
+    messages = data.get("messages") if isinstance(data, dict) else None
+    status = exc.code or 500
+    # webargs reports unparseable parameters as 422; they are plain bad requests to a client.
+    if status == 422 and messages is not None:
+        status = 400
+    message = exc.description if isinstance(exc.description, str) else HTTPStatus(status).phrase
+    if status == 413:
+        message = "request body is too large"
+    headers = {}
+    if status == 405 and getattr(exc, "valid_methods", None):
+        headers["Allow"] = ", ".join(exc.valid_methods)
+    return error_response(status, message, messages or {}, headers)
+
+
+def _domain_error(exc: DomainError) -> Response:
+    status = next(code for kind, code in DOMAIN_STATUS.items() if isinstance(exc, kind))
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Busy) else None
+    return error_response(status, exc.message, exc.errors, headers)
+
+
+def _auth_error(exc: AuthError) -> Response:
+    detail = str(exc).replace('"', "'")
+    return error_response(401, str(exc), headers={"WWW-Authenticate": f'Bearer realm="batchsvc", error="invalid_token", error_description="{detail}"'})
+
+
+def _database_down(exc: Exception) -> Response:
+    log.warning("database unavailable: %s", exc.__class__.__name__)
+    return error_response(503, "the database is unavailable; retry shortly", headers={"Retry-After": "5"})
+
+
+def _unexpected(exc: Exception) -> Response:
+    if isinstance(exc, HTTPException):
+        return _http_exception(exc)
+    if isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError):
+        return _database_down(exc)
+    log.exception("unhandled error")
+    return error_response(500, "internal server error")
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(HTTPException, _http_exception)
+    app.register_error_handler(DomainError, _domain_error)
+    app.register_error_handler(AuthError, _auth_error)
+    for kind in (OperationalError, InterfaceError, PoolTimeout):
+        app.register_error_handler(kind, _database_down)
+    app.register_error_handler(Exception, _unexpected)

@@ -1,0 +1,37 @@
+"""Object routes: list a source's objects and read one back as stored."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from batchsvc.api import docs
+from batchsvc.api.http import check_source, json_response, list_response, principal, query_params, scope, services
+from batchsvc.api.schemas import StoredObjectSchema
+from batchsvc.core import objects
+from batchsvc.core.identity import READ
+from batchsvc.core.queries import parse_list_query
+
+blp = Blueprint("object", __name__, url_prefix="/api/object", description="Read the objects batches wrote")
+
+
+@blp.route("/v1/<source>")
+class Objects(MethodView):
+    @blp.doc(**docs.OBJECT_LIST)
+    @blp.response(200, StoredObjectSchema(many=True))
+    def get(self, source):
+        """List objects of a source (private, public, all)"""
+        caller = principal(READ)
+        query = parse_list_query(query_params())
+        total, items = objects.list_objects(services().session(), scope(caller), check_source(source), query)
+        return list_response(total, items)
+
+
+@blp.route("/v1/<source>/<path:object_id>")
+class ObjectById(MethodView):
+    @blp.doc(**docs.OBJECT_GET)
+    @blp.response(200, StoredObjectSchema)
+    def get(self, source, object_id):
+        """One object as stored, with its server fields"""
+        caller = principal(READ)
+        return json_response(objects.get_object(services().session(), scope(caller), check_source(source), object_id))

@@ -1,0 +1,91 @@
+"""Marshmallow shapes of the API: request envelopes and documented responses."""
+
+from __future__ import annotations
+
+from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate
+
+BATCH_ID = validate.Regexp(r"^[A-Za-z0-9._:-]{1,128}$", error="_id must be 1-128 characters of A-Za-z0-9._:-")
+
+
+def _non_empty_list(value):
+    if not isinstance(value, list):
+        raise ValidationError("elements must be an array of objects")
+    if not value:
+        raise ValidationError("elements must hold at least one element")
+
+
+def _text(**kwargs):
+    return fields.String(allow_none=True, validate=validate.Length(max=256), **kwargs)
+
+
+class VarBatchSchema(Schema):
+    """The body of a batch submission (or a bare array, taken as its elements)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    _id = fields.String(data_key="_id", attribute="id", validate=BATCH_ID)
+    _type = fields.String(data_key="_type", attribute="type", validate=validate.Equal("VarBatch", error="_type must be \"VarBatch\""))
+    elements = fields.Raw(required=True, validate=_non_empty_list, metadata={"type": "array", "items": {"type": "object"}})
+    name = _text()
+    service = _text()
+    loader = _text()
+    correlationId = _text(attribute="correlation_id")
+    description = _text()
+    reason = _text()
+    history = fields.Boolean(allow_none=True, truthy={True}, falsy={False})
+
+
+class DataSummarySchema(Schema):
+    curves = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+    series = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+    matrix = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+    events = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+    failures = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class BatchSummarySchema(Schema):
+    """What a batch did: who, when, what status, and the data it updated per date."""
+
+    _id = fields.String(data_key="_id", required=True)
+    user = fields.String(required=True)
+    environment = fields.String(required=True)
+    timestamp = fields.String(required=True, metadata={"example": "2024-01-06T16:20:27.433Z"})
+    service = fields.String(allow_none=True, required=True)
+    name = fields.String(allow_none=True, required=True)
+    reason = fields.String(allow_none=True, required=True)
+    loader = fields.String(allow_none=True, required=True)
+    correlationId = fields.String(allow_none=True, required=True)
+    description = fields.String(allow_none=True, required=True)
+    history = fields.Boolean(allow_none=True, required=True)
+    source = fields.String(required=True, validate=validate.OneOf(["private", "public"]))
+    status = fields.String(required=True, validate=validate.OneOf(["success", "warning", "failed"]))
+    message = fields.String(required=True)
+    size = fields.Integer(required=True)
+    summary = fields.Nested(DataSummarySchema, required=True)
+
+
+class StoredObjectSchema(Schema):
+    """An object as stored: its properties plus the server fields."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    _id = fields.String(data_key="_id", required=True)
+    _type = fields.String(data_key="_type", required=True)
+    _version = fields.Integer(data_key="_version", required=True)
+    _created = fields.String(data_key="_created", required=True)
+    _timestamp = fields.String(data_key="_timestamp", required=True)
+    _user = fields.String(data_key="_user", required=True)
+    _batch = fields.String(data_key="_batch", required=True)
+
+
+class BuildInfoSchema(Schema):
+    service = fields.String(required=True)
+    release = fields.String(required=True)
+    version = fields.String(required=True)
+    build = fields.String(required=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True)

@@ -1,0 +1,1 @@
+"""The batch domain: importable and testable without Flask."""

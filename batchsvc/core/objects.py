@@ -1,0 +1,171 @@
+"""The object store: merging documents, set-based upserts, reading objects back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import orjson
+from psycopg2.extras import execute_values
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from batchsvc.core.errors import NotFound
+from batchsvc.core.identity import Scope
+from batchsvc.core.queries import ListQuery, Field, apply_list_query, source_clause
+from batchsvc.models import StoredObject
+
+DEFAULT_TYPE = "#Object"
+SERVER_FIELDS = frozenset({"_id", "_version", "_created", "_timestamp", "_user", "_batch", "_oid", "_replace"})
+
+
+@dataclass
+class PendingWrite:
+    """Everything one batch writes to one object, its elements folded together in order."""
+
+    id: str
+    doc: dict
+    replace: bool
+    writes: int = 1
+    extras: dict = field(default_factory=dict)
+
+    def fold(self, doc: dict, replace: bool) -> None:
+        """Apply a later element of the same batch over this one (spec §3.1)."""
+        if replace:
+            self.doc = doc
+            self.replace = True
+        else:
+            self.doc.update(doc)
+        self.writes += 1
+
+
+def strip_server_fields(element: dict) -> dict:
+    """The storable part of an element: server fields are never taken from input."""
+    return {k: v for k, v in element.items() if k not in SERVER_FIELDS}
+
+
+def is_public(object_id: str) -> bool:
+    return object_id.startswith("#")
+
+
+_UPSERT = """
+INSERT INTO objects AS o (tenant, environment, id, doc, version, created, updated, "user", batch)
+SELECT %(tenant)s, %(environment)s, v.id, v.doc::jsonb, v.writes, %(now)s, %(now)s, %(user)s, %(batch)s
+FROM (VALUES %%s) AS v(id, doc, writes)
+ORDER BY v.id
+ON CONFLICT (tenant, environment, id) DO UPDATE SET
+    doc = {doc},
+    version = o.version + excluded.version,
+    updated = excluded.updated,
+    "user" = excluded."user",
+    batch = excluded.batch
+"""
+_MERGE_SQL = _UPSERT.format(doc="o.doc || excluded.doc")
+_REPLACE_SQL = _UPSERT.format(doc="excluded.doc")
+_LOCK_SQL = """
+SELECT id FROM objects
+WHERE tenant = %(tenant)s AND environment = %(environment)s AND id = ANY(%(ids)s)
+ORDER BY id FOR UPDATE
+"""
+
+
+def upsert_objects(session: Session, scope: Scope, writes: list[PendingWrite], *, user: str, batch_id: str, now: datetime) -> None:
+    """Write a batch's objects with one multi-row statement per write mode.
+
+    Rows go in `_id` order so concurrent batches lock shared objects in the same order.
+    A batch that both merges and replaces locks every existing row first, in that order,
+    so the two statements cannot interleave with another batch's into a deadlock.
+    """
+    if not writes:
+        return
+    cursor = session.connection().connection.cursor()
+    params = {"tenant": scope.tenant, "environment": scope.environment, "now": now, "user": user, "batch": batch_id}
+    merges = sorted((w for w in writes if not w.replace), key=lambda w: w.id)
+    replaces = sorted((w for w in writes if w.replace), key=lambda w: w.id)
+    if merges and replaces:
+        cursor.execute(_LOCK_SQL, {**params, "ids": sorted(w.id for w in writes)})
+    for rows, sql in ((merges, _MERGE_SQL), (replaces, _REPLACE_SQL)):
+        if rows:
+            statement = cursor.mogrify(sql, params).decode()
+            execute_values(
+                cursor,
+                statement,
+                [(w.id, orjson.dumps(w.doc).decode(), w.writes) for w in rows],
+                page_size=len(rows),
+            )
+    cursor.close()
+
+
+def existing_ids(session: Session, scope: Scope, ids) -> set[str]:
+    """Which of `ids` are stored for this scope."""
+    rows = session.execute(
+        select(StoredObject.id).where(
+            StoredObject.tenant == scope.tenant,
+            StoredObject.environment == scope.environment,
+            StoredObject.id.in_(list(ids)),
+        )
+    )
+    return set(rows.scalars())
+
+
+def render(obj: StoredObject) -> dict:
+    """An object as served: `_id`, its document, then the server fields."""
+    doc = obj.doc
+    out = {"_id": obj.id, "_type": doc.get("_type", DEFAULT_TYPE)}
+    out.update(doc)
+    out["_version"] = obj.version
+    out["_created"] = iso(obj.created)
+    out["_timestamp"] = iso(obj.updated)
+    out["_user"] = obj.user
+    out["_batch"] = obj.batch
+    return out
+
+
+def iso(moment: datetime) -> str:
+    """ISO-8601 UTC with milliseconds and Z, the platform's timestamp form."""
+    moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def get_object(session: Session, scope: Scope, source: str, object_id: str) -> dict:
+    obj = session.get(StoredObject, (scope.tenant, scope.environment, object_id))
+    if obj is None or (source == "private" and is_public(object_id)) or (source == "public" and not is_public(object_id)):
+        raise NotFound(f"object {object_id!r} not found")
+    return render(obj)
+
+
+OBJECT_FIELDS = {
+    "_id": Field(StoredObject.id, "text"),
+    "_type": Field(func.coalesce(StoredObject.doc["_type"].astext, DEFAULT_TYPE), "text"),
+    "_version": Field(StoredObject.version, "int"),
+    "_created": Field(StoredObject.created, "datetime"),
+    "_timestamp": Field(StoredObject.updated, "datetime"),
+    "_user": Field(StoredObject.user, "text"),
+    "_batch": Field(StoredObject.batch, "text"),
+}
+OBJECT_SEARCH = (StoredObject.id, StoredObject.doc["name"].astext, StoredObject.doc["description"].astext)
+
+
+def _object_field(name: str):
+    """Known server fields, or any plain top-level property compared as text."""
+    if name in OBJECT_FIELDS:
+        return OBJECT_FIELDS[name]
+    return Field(StoredObject.doc[name].astext, "text")
+
+
+def list_objects(session: Session, scope: Scope, source: str, query: ListQuery) -> tuple[int, list[dict]]:
+    base = select(StoredObject).where(
+        StoredObject.tenant == scope.tenant,
+        StoredObject.environment == scope.environment,
+        source_clause(StoredObject.id, source),
+    )
+    total, rows = apply_list_query(
+        session,
+        base,
+        query,
+        field_for=_object_field,
+        sortable={**OBJECT_FIELDS, "name": Field(StoredObject.doc["name"].astext, "text")},
+        search=OBJECT_SEARCH,
+        default_sort=[(StoredObject.updated, -1), (StoredObject.id, 1)],
+    )
+    return total, [render(obj) for obj in rows]

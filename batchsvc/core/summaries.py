@@ -1,0 +1,179 @@
+"""Batch summaries: building them, storing them, listing, reading and deleting them."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from batchsvc.core.errors import Forbidden, InvalidInput, NotFound
+from batchsvc.core.identity import Principal, Scope
+from batchsvc.core.objects import iso
+from batchsvc.core.queries import Field, ListQuery, apply_list_query
+from batchsvc.models import BatchSummary
+
+SUCCESS, WARNING, FAILED = "success", "warning", "failed"
+DATA_KINDS = ("curves", "series", "matrix", "events")
+
+
+class SummaryBuilder:
+    """Collects what a batch did, then renders the summary document in one pass."""
+
+    def __init__(self):
+        self.failures: dict[str, str] = {}
+        self.data: dict[str, dict[str, set[str]]] = {kind: defaultdict(set) for kind in DATA_KINDS}
+        self.public = False
+
+    def fail(self, label: str, reason: str) -> None:
+        # A repeated label (same _id failing twice) keeps the first reason and gets an index.
+        key = label if label not in self.failures else f"{label}#{len(self.failures)}"
+        self.failures[key] = reason
+
+    def touched(self, kind: str, date: str, ident: str) -> None:
+        self.data[kind][date].add(ident)
+
+    def status(self, written: int) -> str:
+        if not self.failures:
+            return SUCCESS
+        return WARNING if written else FAILED
+
+    def message(self, size: int, written: int, atomic_abort: bool) -> str:
+        if self.failures:
+            text = f"{len(self.failures)} of {size} elements failed"
+            return text + ("; nothing was written (_atomic)" if atomic_abort else "")
+        updates = []
+        if written:
+            updates.append(f"{written} object{'s' if written != 1 else ''}")
+        for kind, noun in (("series", "series"), ("curves", "curves"), ("matrix", "matrices"), ("events", "event lists")):
+            ids = set().union(*self.data[kind].values()) if self.data[kind] else set()
+            if ids:
+                updates.append(f"{len(ids)} {noun}")
+        dates = sorted(set().union(*(self.data[kind].keys() for kind in DATA_KINDS)))
+        if len(updates) <= 1 and not dates:
+            return "Completed Successfully"
+        text = "Updated " + ", ".join(updates)
+        if len(dates) == 1:
+            text += f" for {dates[0]}"
+        elif dates:
+            text += f" for {dates[0]} to {dates[-1]}"
+        return text
+
+    def render(self, *, batch, principal: Principal, scope: Scope, finished: datetime, written: int, atomic_abort: bool) -> dict:
+        body = {kind: {date: sorted(ids) for date, ids in sorted(self.data[kind].items())} for kind in DATA_KINDS}
+        body["failures"] = dict(self.failures)
+        return {
+            "_id": batch.id,
+            "user": principal.user,
+            "environment": scope.environment,
+            "timestamp": iso(finished),
+            "service": batch.service,
+            "name": batch.name,
+            "reason": batch.reason,
+            "loader": batch.loader,
+            "correlationId": batch.correlation_id,
+            "description": batch.description,
+            "history": batch.history,
+            "source": "public" if self.public else "private",
+            "status": self.status(written),
+            "message": self.message(batch.size, written, atomic_abort),
+            "size": batch.size,
+            "summary": body,
+        }
+
+
+def find_for_update(session: Session, scope: Scope, batch_id: str) -> BatchSummary | None:
+    return session.scalars(
+        select(BatchSummary)
+        .where(BatchSummary.tenant == scope.tenant, BatchSummary.environment == scope.environment, BatchSummary.id == batch_id)
+        .with_for_update()
+    ).one_or_none()
+
+
+def store(session: Session, scope: Scope, doc: dict, *, finished: datetime, body_hash: str) -> None:
+    """Insert the summary, or overwrite a failed one under the same id."""
+    values = dict(
+        tenant=scope.tenant,
+        environment=scope.environment,
+        id=doc["_id"],
+        timestamp=finished,
+        name=doc["name"],
+        user=doc["user"],
+        status=doc["status"],
+        source=doc["source"],
+        body_hash=body_hash,
+        doc=doc,
+    )
+    statement = insert(BatchSummary).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=["tenant", "environment", "id"],
+        set_={k: statement.excluded[k] for k in values if k not in ("tenant", "environment", "id")},
+    )
+    session.execute(statement)
+
+
+def _scoped(scope: Scope):
+    return select(BatchSummary).where(BatchSummary.tenant == scope.tenant, BatchSummary.environment == scope.environment)
+
+
+def get_summary(session: Session, scope: Scope, batch_id: str, source: str = "all") -> dict:
+    row = session.scalars(_scoped(scope).where(BatchSummary.id == batch_id)).one_or_none()
+    if row is None or (source != "all" and row.source != source):
+        raise NotFound(f"batch {batch_id!r} not found")
+    return row.doc
+
+
+def delete_summary(session: Session, scope: Scope, principal: Principal, batch_id: str, source: str = "all") -> None:
+    """Delete a summary (never the objects it wrote): admins any, writers their own."""
+    with session.begin():
+        row = session.scalars(_scoped(scope).where(BatchSummary.id == batch_id).with_for_update()).one_or_none()
+        if row is None or (source != "all" and row.source != source):
+            raise NotFound(f"batch {batch_id!r} not found")
+        if not principal.is_admin and row.user != principal.user:
+            raise Forbidden("only batch.admin may delete a batch summary created by another user")
+        session.execute(
+            delete(BatchSummary).where(
+                BatchSummary.tenant == scope.tenant, BatchSummary.environment == scope.environment, BatchSummary.id == batch_id
+            )
+        )
+
+
+def _doc_text(name):
+    return Field(BatchSummary.doc[name].astext, "text")
+
+
+SUMMARY_FIELDS = {
+    "_id": Field(BatchSummary.id, "text"),
+    "timestamp": Field(BatchSummary.timestamp, "datetime"),
+    "name": Field(BatchSummary.name, "text"),
+    "user": Field(BatchSummary.user, "text"),
+    "status": Field(BatchSummary.status, "text"),
+    "source": Field(BatchSummary.source, "text"),
+    "size": Field(BatchSummary.doc["size"].as_integer(), "int"),
+    **{name: _doc_text(name) for name in ("service", "reason", "loader", "correlationId", "description", "message", "environment", "history")},
+}
+SUMMARY_SEARCH = tuple(BatchSummary.doc[name].astext for name in ("name", "service", "reason", "message"))
+
+
+def _summary_field(name: str) -> Field:
+    if name not in SUMMARY_FIELDS:
+        raise InvalidInput(f"cannot filter summaries by {name[:64]!r}; fields: {', '.join(sorted(SUMMARY_FIELDS))}")
+    return SUMMARY_FIELDS[name]
+
+
+def list_summaries(session: Session, scope: Scope, source: str, query: ListQuery) -> tuple[int, list[dict]]:
+    base = _scoped(scope)
+    if source in ("private", "public"):
+        base = base.where(BatchSummary.source == source)
+    total, rows = apply_list_query(
+        session,
+        base,
+        query,
+        field_for=_summary_field,
+        sortable=SUMMARY_FIELDS,
+        search=SUMMARY_SEARCH,
+        default_sort=[(BatchSummary.timestamp, -1), (BatchSummary.id, 1)],
+    )
+    return total, [row.doc for row in rows]

@@ -1,0 +1,154 @@
+"""Fixtures: a fresh PostgreSQL database per session, the app, tokens, a live gunicorn."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg2
+import pytest
+import requests
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import make_url
+
+from batchsvc import create_app
+from batchsvc.auth import mint_token
+from batchsvc.config import database_url_from_env
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "test-secret-that-is-long-enough-for-hs256-keys"
+ALL_ROLES = ("batch.read", "batch.write", "batch.admin")
+
+
+def server_url() -> str:
+    """The PostgreSQL server the tests use: DATABASE_URL's, or the embedded one."""
+    return database_url_from_env(instance_path=str(ROOT / "instance"))
+
+
+def recreate_database(name: str) -> str:
+    """Drop and create database `name` on the test server; return its SQLAlchemy URL."""
+    base = make_url(server_url())
+    admin = psycopg2.connect(base.set(drivername="postgresql").render_as_string(hide_password=False))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+def alembic_config(url: str) -> Config:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.attributes["database_url"] = url
+    config.attributes["configure_logger"] = False
+    return config
+
+
+@pytest.fixture(scope="session")
+def db_url() -> str:
+    url = recreate_database(os.environ.get("BATCHSVC_TEST_DATABASE", "batchsvc_test"))
+    command.upgrade(alembic_config(url), "head")
+    return url
+
+
+@pytest.fixture(scope="session")
+def app(db_url):
+    return create_app({"database_url": db_url, "jwt_secret": SECRET})
+
+
+@pytest.fixture
+def client(app, db_url):
+    yield app.test_client()
+    truncate(db_url)
+
+
+def truncate(url: str) -> None:
+    connection = psycopg2.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
+    with connection, connection.cursor() as cur:
+        cur.execute("SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")
+        tables = cur.fetchone()[0]
+        if tables:
+            cur.execute(f"TRUNCATE {tables}")
+    connection.close()
+
+
+def make_token(tenant="tenant-a", user="loader@example.com", roles=ALL_ROLES, secret=SECRET, **claims) -> str:
+    return mint_token(secret, tenant=tenant, user=user, roles=roles, **claims)
+
+
+def auth(tenant="tenant-a", user="loader@example.com", roles=ALL_ROLES, environment=None, **claims) -> dict:
+    headers = {"Authorization": f"Bearer {make_token(tenant, user, roles, **claims)}"}
+    if environment:
+        headers["x-odsl-environment"] = environment
+    return headers
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """A real gunicorn serving the app on loopback, for tests that need processes."""
+
+    def __init__(self, db_url: str, *, workers: int = 2, env: dict | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": db_url,
+            "BATCHSVC_JWT_SECRET": SECRET,
+            "WEB_CONCURRENCY": str(workers),
+            "BATCHSVC_BIND": f"127.0.0.1:{self.port}",
+            **(env or {}),
+        }
+        self.process = None
+
+    def start(self) -> "LiveServer":
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--access-logfile", "/dev/null", "wsgi:app"],
+            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.process.stderr.read().decode()[-2000:]}")
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("gunicorn did not become ready")
+
+    def worker_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split()]
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def live_server(db_url):
+    server = LiveServer(db_url).start()
+    yield server
+    server.stop()
