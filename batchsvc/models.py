@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import DateTime, Index, Integer, String, Text, text
+from sqlalchemy import Date, DateTime, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -49,3 +49,58 @@ class StoredObject(Base):
     batch: Mapped[str] = mapped_column(String(128))
 
     __table_args__ = (Index("ix_objects_newest", "tenant", "environment", text("updated DESC"), "id"),)
+
+
+class SeriesPoint(Base):
+    """One observation of a time series property; a series grows by rows, never rewritten."""
+
+    __tablename__ = "series_points"
+
+    tenant: Mapped[str] = mapped_column(String(256), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    object_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    property: Mapped[str] = mapped_column(Text, primary_key=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    point: Mapped[dict] = mapped_column(JSONB)
+
+
+class Curve(Base):
+    """One forward curve of a curve property: its contracts for one curve date."""
+
+    __tablename__ = "curves"
+
+    tenant: Mapped[str] = mapped_column(String(256), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    object_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    property: Mapped[str] = mapped_column(Text, primary_key=True)
+    ondate: Mapped[date] = mapped_column(Date, primary_key=True)
+    doc: Mapped[dict] = mapped_column(JSONB)
+
+
+class Matrix(Base):
+    """One matrix of a matrix property for one date."""
+
+    __tablename__ = "matrices"
+
+    tenant: Mapped[str] = mapped_column(String(256), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    object_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    property: Mapped[str] = mapped_column(Text, primary_key=True)
+    ondate: Mapped[date] = mapped_column(Date, primary_key=True)
+    doc: Mapped[dict] = mapped_column(JSONB)
+
+
+class Event(Base):
+    """One event of an event-list property, keyed by its id."""
+
+    __tablename__ = "events"
+
+    tenant: Mapped[str] = mapped_column(String(256), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    object_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    property: Mapped[str] = mapped_column(Text, primary_key=True)
+    event_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    eventtime: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    doc: Mapped[dict] = mapped_column(JSONB)
+
+    __table_args__ = (Index("ix_events_by_time", "tenant", "environment", "object_id", "property", "eventtime"),)

@@ -7,7 +7,7 @@ import gzip
 from flask import Flask, request
 from flask_smorest import Api
 
-from batchsvc.api import batch, health, objects
+from batchsvc.api import batch, data, health, objects
 from batchsvc.api.errors import register_error_handlers
 from batchsvc.api.schemas import VarBatchSchema
 
@@ -30,7 +30,7 @@ def init_api(app: Flask) -> Api:
     )
     api = Api(app)
     api.spec.components.schema("VarBatch", schema=VarBatchSchema)
-    for blueprint in (health.blp, batch.blp, objects.blp):
+    for blueprint in (health.blp, batch.blp, objects.blp, data.blp, data.events_blp):
         api.register_blueprint(blueprint)
     register_error_handlers(app)
     app.after_request(_gzip_response)

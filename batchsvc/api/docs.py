@@ -80,3 +80,17 @@ OBJECT_LIST = {
     "responses": {"200": {"description": "OK", "headers": _LIST_HEADERS}, "400": _error("Invalid list parameters"), **AUTH_ERRORS},
 }
 OBJECT_GET = {"parameters": [ENVIRONMENT], "responses": {"400": _error("Invalid source"), "404": _error("No such object"), **AUTH_ERRORS}}
+DATA_GET = {
+    "description": "OBJ:PROP returns a series with its observations (or the latest curve/matrix of a curve or "
+    "matrix property); OBJ:PROP:YYYY-MM-DD returns that date's curve or matrix.",
+    "parameters": [ENVIRONMENT, {"in": "query", "name": "_range", "schema": {"type": "string"},
+                                 "description": "last(n), from(date) or between(date1,date2)"}],
+    "responses": {"200": {"description": "The data", "content": {"application/json": {"schema": {"type": "object"}}}},
+                  "400": _error("Invalid id or range"), "404": _error("No such data"), **AUTH_ERRORS},
+}
+EVENT_LIST = {
+    "parameters": [ENVIRONMENT, *LIST_PARAMS],
+    "responses": {"200": {"description": "A page of events", "headers": _LIST_HEADERS,
+                          "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}},
+                  "400": _error("Invalid list parameters"), "404": _error("No such event list"), **AUTH_ERRORS},
+}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -16,8 +16,13 @@ from sqlalchemy.orm import Session
 from batchsvc.core import summaries
 from batchsvc.core.errors import Busy, Conflict, TooLarge
 from batchsvc.core.identity import WRITE, Principal, Scope
-from batchsvc.core.objects import PendingWrite, is_public, strip_server_fields, upsert_objects
+from batchsvc.core.documents import element_label
+from batchsvc.core.objects import SERVER_FIELDS, PendingWrite, is_public, lock_objects, strip_server_fields, upsert_objects
 from batchsvc.core.summaries import FAILED, SummaryBuilder
+from batchsvc.core.typed import (
+    EVENT_LIST_TYPE, EVENT_TYPE, DataWrites, InvalidData, extract_data, merge_contracts, merge_headers,
+    normalise_event, stored_curves, write_data,
+)
 
 DEFAULT_REASON = "Update Batch"
 # serialization_failure, deadlock_detected, lock_not_available: safe to retry the whole batch
@@ -58,12 +63,59 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def plan_elements(batch: BatchRequest, principal: Principal, builder: SummaryBuilder) -> dict[str, PendingWrite]:
+@dataclass(frozen=True)
+class EventElement:
+    """A top-level VarEvent element: one event for the list `prop` of object `object_id`."""
+
+    label: str
+    object_id: str
+    prop: str
+    data: DataWrites
+
+
+@dataclass
+class Plan:
+    """What a batch will write, worked out before any database work."""
+
+    pending: dict[str, PendingWrite]
+    events: list[EventElement]
+    builder: SummaryBuilder
+
+
+def _event_element(index: int, element: dict, principal: Principal, builder: SummaryBuilder) -> EventElement | None:
+    label = element_label(index, element)
+    target = element.get("event")
+    object_id, _, prop = target.rpartition(":") if isinstance(target, str) else ("", "", "")
+    if not object_id or not prop or len(object_id) > 256:
+        builder.fail(label, "event must be 'OBJECT:LIST' (the object id and its event-list property)")
+        return None
+    if is_public(object_id) and not principal.is_admin:
+        builder.fail(label, "only batch.admin may write public objects (ids starting with '#')")
+        return None
+    event = {k: v for k, v in element.items() if k not in SERVER_FIELDS or k == "_id"}
+    event.pop("event")
+    try:
+        ident, instant, day, stored = normalise_event(prop, index, event)
+    except InvalidData as exc:
+        builder.fail(label, str(exc))
+        return None
+    return EventElement(label, object_id, prop, DataWrites(events={(prop, ident): (instant, stored)}, dates=[("events", day, prop)]))
+
+
+def plan_elements(batch: BatchRequest, principal: Principal) -> Plan:
     """Validate each element and fold the valid ones per `_id`, in order (spec §3.1-2)."""
+    builder = SummaryBuilder()
     pending: dict[str, PendingWrite] = {}
+    events: list[EventElement] = []
     for index, element in enumerate(batch.elements):
         if not isinstance(element, dict):
             builder.fail(f"#{index}", f"element #{index} is not a JSON object")
+            continue
+        kind = element.get("_type")
+        if kind == EVENT_TYPE:
+            event = _event_element(index, element, principal, builder)
+            if event is not None:
+                events.append(event)
             continue
         ident = element.get("_id")
         if not isinstance(ident, str) or not ident:
@@ -72,7 +124,6 @@ def plan_elements(batch: BatchRequest, principal: Principal, builder: SummaryBui
         if len(ident) > 256:
             builder.fail(f"#{index}", f"element #{index} has an _id of {len(ident)} characters (at most 256)")
             continue
-        kind = element.get("_type")
         if kind is not None and not isinstance(kind, str):
             builder.fail(ident, "_type must be a string")
             continue
@@ -86,13 +137,83 @@ def plan_elements(batch: BatchRequest, principal: Principal, builder: SummaryBui
         if is_public(ident) and not principal.is_admin:
             builder.fail(ident, "only batch.admin may write public objects (ids starting with '#')")
             continue
-        doc = strip_server_fields(element)
+        try:
+            doc, data = extract_data(strip_server_fields(element))
+        except InvalidData as exc:
+            builder.fail(ident, str(exc))
+            continue
         replace = replace or batch.replace
         if ident in pending:
-            pending[ident].fold(doc, replace)
+            pending[ident].fold(doc, replace, data)
         else:
-            pending[ident] = PendingWrite(ident, doc, replace)
-    return pending
+            pending[ident] = PendingWrite(ident, doc, replace, data)
+    return Plan(pending, events, builder)
+
+
+@dataclass
+class Writes:
+    """One attempt's resolved writes: object rows and data rows."""
+
+    rows: list = field(default_factory=list)  # (id, doc, writes, replace)
+    data: dict = field(default_factory=dict)  # object id -> DataWrites
+
+
+def _resolve(session: Session, scope: Scope, plan: Plan, builder: SummaryBuilder) -> Writes:
+    """Turn the plan into rows, reading the store only where the plan depends on it.
+
+    Objects with data merge their data headers with the stored ones and `_merge` curves merge
+    with the stored curve; top-level events need their object to exist. Those rows are locked
+    (in `_id` order, like the upsert) and read first.
+    """
+    pending = plan.pending
+    merges = [w for w in pending.values() if not w.replace]
+    replaces = [w for w in pending.values() if w.replace]
+    stored: dict[str, dict | None] = {}
+    if plan.events or (merges and replaces) or any(w.data for w in pending.values()):
+        ids = set(pending) | {e.object_id for e in plan.events}
+        read = {w.id for w in merges if w.data} | {e.object_id for e in plan.events}
+        stored = lock_objects(session, scope, sorted(ids), read)
+
+    extra: dict[str, list[EventElement]] = {}
+    for event in plan.events:
+        if event.object_id in pending or event.object_id in stored:
+            extra.setdefault(event.object_id, []).append(event)
+        else:
+            builder.fail(event.label, f"event object {event.object_id[:64]!r} does not exist")
+
+    writes = Writes()
+    for ident in sorted(set(pending) | set(extra)):
+        write = pending.get(ident)
+        events = extra.get(ident, [])
+        doc = dict(write.doc) if write else {}
+        data = DataWrites()
+        if write and write.data:
+            data.update(write.data)
+        for event in events:
+            doc[event.prop] = {"_type": EVENT_LIST_TYPE}
+            data.update(event.data)
+        replace = bool(write and write.replace)
+        if not replace and stored.get(ident):
+            doc = merge_headers(stored[ident], doc)
+        writes.rows.append((ident, doc, (write.writes if write else 0) + len(events), replace))
+        if data:
+            writes.data[ident] = data
+
+    merge_keys = [(o, p, d) for o, data in writes.data.items() if not pending.get(o, _NO_WRITE).replace
+                  for (p, d), (_, merge) in data.curves.items() if merge]
+    for (o, p, d), curve in stored_curves(session, scope, merge_keys).items():
+        new, merge = writes.data[o].curves[(p, d)]
+        writes.data[o].curves[(p, d)] = (merge_contracts(curve, new), merge)
+    return writes
+
+
+_NO_WRITE = PendingWrite("", {}, False)
+
+
+def _record_data(builder: SummaryBuilder, writes: Writes) -> None:
+    for object_id, data in writes.data.items():
+        for kind, day, prop in data.dates:
+            builder.touched(kind, day, f"{object_id}:{prop}")
 
 
 def _lock_batch_id(session: Session, scope: Scope, batch_id: str) -> None:
@@ -120,11 +241,7 @@ def apply_batch(
     principal.require(WRITE)
     if batch.size > max_elements:
         raise TooLarge(f"batch has {batch.size} elements; at most {max_elements} are allowed")
-    builder = SummaryBuilder()
-    pending = plan_elements(batch, principal, builder)
-    atomic_abort = bool(builder.failures) and batch.atomic
-    writes = [] if atomic_abort else list(pending.values())
-    builder.public = any(is_public(w.id) for w in writes)
+    plan = plan_elements(batch, principal)
 
     for attempt in range(attempts):
         try:
@@ -135,15 +252,23 @@ def apply_batch(
                     if existing.body_hash == batch.body_hash:
                         return Outcome(REPLAYED, existing.doc)
                     raise Conflict(f"batch {batch.id!r} was already applied with a different body")
+                builder = plan.builder.copy()
+                writes = _resolve(session, scope, plan, builder)
+                atomic_abort = bool(builder.failures) and batch.atomic
+                if atomic_abort:
+                    writes = Writes()
                 started = clock()
-                upsert_objects(session, scope, writes, user=principal.user, batch_id=batch.id, now=started)
+                upsert_objects(session, scope, writes.rows, user=principal.user, batch_id=batch.id, now=started)
+                write_data(session, scope, [ident for ident, _, _, replace in writes.rows if replace], writes.data)
+                _record_data(builder, writes)
+                builder.public = any(is_public(row[0]) for row in writes.rows)
                 finished = clock()
                 doc = builder.render(
                     batch=batch, principal=principal, scope=scope, finished=finished,
-                    written=len(writes), atomic_abort=atomic_abort,
+                    written=len(writes.rows), atomic_abort=atomic_abort,
                 )
                 summaries.store(session, scope, doc, finished=finished, body_hash=batch.body_hash)
-            return Outcome(CREATED if writes else REJECTED, doc)
+            return Outcome(CREATED if writes.rows else REJECTED, doc)
         except (DBAPIError, psycopg2.Error) as exc:
             if not _retryable(exc):
                 raise

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import orjson
@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from batchsvc.core.errors import NotFound
 from batchsvc.core.identity import Scope
-from batchsvc.core.queries import ListQuery, Field, apply_list_query, source_clause
+from batchsvc.core.queries import Field, ListQuery, apply_list_query, source_clause
+from batchsvc.core.typed import EVENT_LIST_TYPE, DataWrites, is_data_header
 from batchsvc.models import StoredObject
 
 DEFAULT_TYPE = "#Object"
@@ -26,16 +27,19 @@ class PendingWrite:
     id: str
     doc: dict
     replace: bool
+    data: DataWrites | None = None
     writes: int = 1
-    extras: dict = field(default_factory=dict)
 
-    def fold(self, doc: dict, replace: bool) -> None:
+    def fold(self, doc: dict, replace: bool, data: DataWrites | None) -> None:
         """Apply a later element of the same batch over this one (spec §3.1)."""
         if replace:
-            self.doc = doc
-            self.replace = True
+            self.doc, self.replace, self.data = doc, True, data
         else:
             self.doc.update(doc)
+            if data is not None:
+                if self.data is None:
+                    self.data = DataWrites()
+                self.data.update(data)
         self.writes += 1
 
 
@@ -63,49 +67,34 @@ ON CONFLICT (tenant, environment, id) DO UPDATE SET
 _MERGE_SQL = _UPSERT.format(doc="o.doc || excluded.doc")
 _REPLACE_SQL = _UPSERT.format(doc="excluded.doc")
 _LOCK_SQL = """
-SELECT id FROM objects
+SELECT id, CASE WHEN id = ANY(%(read)s) THEN doc END FROM objects
 WHERE tenant = %(tenant)s AND environment = %(environment)s AND id = ANY(%(ids)s)
 ORDER BY id FOR UPDATE
 """
 
 
-def upsert_objects(session: Session, scope: Scope, writes: list[PendingWrite], *, user: str, batch_id: str, now: datetime) -> None:
-    """Write a batch's objects with one multi-row statement per write mode.
+def lock_objects(session: Session, scope: Scope, ids: list[str], read: set[str]) -> dict[str, dict | None]:
+    """Lock the stored rows among `ids` in `_id` order; return id -> document (for ids in `read`)."""
+    cursor = session.connection().connection.cursor()
+    cursor.execute(_LOCK_SQL, {"tenant": scope.tenant, "environment": scope.environment, "ids": sorted(ids), "read": sorted(read)})
+    found = dict(cursor.fetchall())
+    cursor.close()
+    return found
 
-    Rows go in `_id` order so concurrent batches lock shared objects in the same order.
-    A batch that both merges and replaces locks every existing row first, in that order,
-    so the two statements cannot interleave with another batch's into a deadlock.
+
+def upsert_objects(session: Session, scope: Scope, rows: list[tuple[str, dict, int, bool]], *, user: str, batch_id: str, now: datetime) -> None:
+    """Write a batch's objects, rows (id, doc, writes, replace), one statement per write mode.
+
+    Rows go in `_id` order so concurrent batches lock shared objects in the same order; a
+    batch that needs both statements has locked its rows first (lock_objects).
     """
-    if not writes:
-        return
     cursor = session.connection().connection.cursor()
     params = {"tenant": scope.tenant, "environment": scope.environment, "now": now, "user": user, "batch": batch_id}
-    merges = sorted((w for w in writes if not w.replace), key=lambda w: w.id)
-    replaces = sorted((w for w in writes if w.replace), key=lambda w: w.id)
-    if merges and replaces:
-        cursor.execute(_LOCK_SQL, {**params, "ids": sorted(w.id for w in writes)})
-    for rows, sql in ((merges, _MERGE_SQL), (replaces, _REPLACE_SQL)):
-        if rows:
-            statement = cursor.mogrify(sql, params).decode()
-            execute_values(
-                cursor,
-                statement,
-                [(w.id, orjson.dumps(w.doc).decode(), w.writes) for w in rows],
-                page_size=len(rows),
-            )
+    for replace, sql in ((False, _MERGE_SQL), (True, _REPLACE_SQL)):
+        values = sorted((ident, orjson.dumps(doc).decode(), writes) for ident, doc, writes, r in rows if r is replace)
+        if values:
+            execute_values(cursor, cursor.mogrify(sql, params).decode(), values, page_size=len(values))
     cursor.close()
-
-
-def existing_ids(session: Session, scope: Scope, ids) -> set[str]:
-    """Which of `ids` are stored for this scope."""
-    rows = session.execute(
-        select(StoredObject.id).where(
-            StoredObject.tenant == scope.tenant,
-            StoredObject.environment == scope.environment,
-            StoredObject.id.in_(list(ids)),
-        )
-    )
-    return set(rows.scalars())
 
 
 def render(obj: StoredObject) -> dict:
@@ -118,6 +107,11 @@ def render(obj: StoredObject) -> dict:
     out["_timestamp"] = iso(obj.updated)
     out["_user"] = obj.user
     out["_batch"] = obj.batch
+    source = "public" if is_public(obj.id) else "private"
+    for prop, value in doc.items():
+        if is_data_header(value):
+            route = "event" if value["_type"] == EVENT_LIST_TYPE else "data"
+            out[prop] = {**value, "_ref": f"/api/{route}/v1/{source}/{obj.id}:{prop}"}
     return out
 
 

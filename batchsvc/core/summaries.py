@@ -27,6 +27,12 @@ class SummaryBuilder:
         self.data: dict[str, dict[str, set[str]]] = {kind: defaultdict(set) for kind in DATA_KINDS}
         self.public = False
 
+    def copy(self) -> "SummaryBuilder":
+        """A builder to fill in one transaction attempt, leaving the planned failures intact."""
+        twin = SummaryBuilder()
+        twin.failures = dict(self.failures)
+        return twin
+
     def fail(self, label: str, reason: str) -> None:
         # A repeated label (same _id failing twice) keeps the first reason and gets an index.
         key = label if label not in self.failures else f"{label}#{len(self.failures)}"
@@ -47,10 +53,11 @@ class SummaryBuilder:
         updates = []
         if written:
             updates.append(f"{written} object{'s' if written != 1 else ''}")
-        for kind, noun in (("series", "series"), ("curves", "curves"), ("matrix", "matrices"), ("events", "event lists")):
+        for kind, one, many in (("series", "series", "series"), ("curves", "curve", "curves"),
+                                ("matrix", "matrix", "matrices"), ("events", "event list", "event lists")):
             ids = set().union(*self.data[kind].values()) if self.data[kind] else set()
             if ids:
-                updates.append(f"{len(ids)} {noun}")
+                updates.append(f"{len(ids)} {one if len(ids) == 1 else many}")
         dates = sorted(set().union(*(self.data[kind].keys() for kind in DATA_KINDS)))
         if len(updates) <= 1 and not dates:
             return "Completed Successfully"

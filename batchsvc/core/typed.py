@@ -1,0 +1,284 @@
+"""Typed data inside objects: series, curves, matrices and events, stored row by row."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+
+import orjson
+from psycopg2.extras import execute_values
+from sqlalchemy.orm import Session
+
+from batchsvc.core.identity import Scope
+
+SERIES_TYPES = frozenset({"VarTimeSeries", "VarEventTimeSeries", "VarSmartTimeSeries"})
+CURVE_TYPES = frozenset({"VarCurve", "VarEventCurve", "VarSmartCurve"})
+MATRIX_TYPE = "VarMatrix"
+EVENT_TYPE = "VarEvent"
+EVENT_LIST_TYPE = "VarEventList"
+DATA_TYPES = SERIES_TYPES | CURVE_TYPES | {MATRIX_TYPE, EVENT_LIST_TYPE}
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_BULK_KEYS = {"data", "contracts", "ondate", "_merge", "_replace", "rows", "columns", "values", "matrix"}
+DATA_TABLES = ("series_points", "curves", "matrices", "events")
+
+
+class InvalidData(ValueError):
+    """A data property cannot be stored; the message names the property and the problem."""
+
+
+def parse_time(value, what: str) -> tuple[datetime, str]:
+    """An observation or event time: (UTC instant, its calendar date as written)."""
+    if not isinstance(value, str) or not value:
+        raise InvalidData(f"{what} must be an ISO-8601 date or date-time string")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidData(f"{what} {value[:40]!r} is not an ISO-8601 date or date-time") from None
+    day = moment.date().isoformat()
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc), day
+
+
+def parse_date(value, what: str) -> date:
+    if isinstance(value, str) and len(value) >= 10:
+        try:
+            return date.fromisoformat(value[:10]) if _DATE.match(value[:10]) else date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise InvalidData(f"{what} must be a date YYYY-MM-DD")
+
+
+def is_data_header(value) -> bool:
+    return isinstance(value, dict) and value.get("_type") in DATA_TYPES
+
+
+@dataclass
+class DataWrites:
+    """The data rows one object receives from a batch, keyed so later elements win."""
+
+    points: dict = field(default_factory=dict)  # (prop, instant) -> observation
+    curves: dict = field(default_factory=dict)  # (prop, date) -> (curve, merge)
+    matrices: dict = field(default_factory=dict)  # (prop, date) -> matrix
+    events: dict = field(default_factory=dict)  # (prop, event id) -> (instant, event)
+    wipe_props: set = field(default_factory=set)  # series replaced whole
+    dates: list = field(default_factory=list)  # (kind, date, prop) for the summary
+
+    def __bool__(self) -> bool:
+        return bool(self.points or self.curves or self.matrices or self.events or self.wipe_props)
+
+    def update(self, later: "DataWrites") -> None:
+        """Fold a later element's data over this one (same object, same batch)."""
+        for prop in later.wipe_props:
+            self.points = {k: v for k, v in self.points.items() if k[0] != prop}
+        self.wipe_props |= later.wipe_props
+        self.points.update(later.points)
+        for key, (curve, merge) in later.curves.items():
+            if merge and key in self.curves:
+                earlier, earlier_merge = self.curves[key]
+                self.curves[key] = (merge_contracts(earlier, curve), earlier_merge)
+            else:
+                self.curves[key] = (curve, merge)
+        self.matrices.update(later.matrices)
+        self.events.update(later.events)
+        self.dates.extend(later.dates)
+
+
+def merge_contracts(stored: dict, incoming: dict) -> dict:
+    """Curve `_merge`: contracts merge by tenor, incoming ones win, stored order kept."""
+    by_tenor = {}
+    for contract in stored.get("contracts") or []:
+        by_tenor[contract.get("tenor") if isinstance(contract, dict) else None] = contract
+    for contract in incoming.get("contracts") or []:
+        by_tenor[contract.get("tenor") if isinstance(contract, dict) else None] = contract
+    return {**stored, **incoming, "contracts": list(by_tenor.values())}
+
+
+def _header(value: dict) -> dict:
+    return {k: v for k, v in value.items() if k not in _BULK_KEYS}
+
+
+def _series(prop: str, value: dict, data: DataWrites) -> dict:
+    observations = value.get("data", [])
+    if not isinstance(observations, list):
+        raise InvalidData(f"property {prop!r}: data must be an array of observations")
+    replace = value.get("_replace") is True
+    if replace:
+        data.wipe_props.add(prop)
+    for index, observation in enumerate(observations):
+        if not isinstance(observation, dict):
+            raise InvalidData(f"property {prop!r}: observation #{index} is not an object")
+        if "time" not in observation:
+            raise InvalidData(f"property {prop!r}: observation #{index} has no time")
+        instant, day = parse_time(observation["time"], f"property {prop!r}: observation #{index} time")
+        data.points[(prop, instant)] = observation
+        data.dates.append(("series", day, prop))
+    return _header(value)
+
+
+def _curve_date(prop: str, value: dict) -> date:
+    ondate = value.get("ondate")
+    raw = ondate.get("curveDate") if isinstance(ondate, dict) else ondate
+    if raw is None:
+        raise InvalidData(f"property {prop!r}: curve has no curve date (ondate.curveDate)")
+    return parse_date(raw, f"property {prop!r}: curve date")
+
+
+def _curve(prop: str, value: dict, data: DataWrites) -> dict:
+    day = _curve_date(prop, value)
+    contracts = value.get("contracts", [])
+    if not isinstance(contracts, list):
+        raise InvalidData(f"property {prop!r}: contracts must be an array")
+    merge = value.get("_merge") is True
+    curve = {k: v for k, v in value.items() if k != "_merge"}
+    data.update(DataWrites(curves={(prop, day): (curve, merge)}))
+    data.dates.append(("curves", day.isoformat(), prop))
+    return _header(value)
+
+
+def _matrix(prop: str, value: dict, data: DataWrites) -> dict:
+    if value.get("ondate") is None:
+        raise InvalidData(f"property {prop!r}: matrix has no ondate")
+    raw = value["ondate"].get("curveDate") if isinstance(value["ondate"], dict) else value["ondate"]
+    day = parse_date(raw, f"property {prop!r}: matrix ondate")
+    data.matrices[(prop, day)] = value
+    data.dates.append(("matrix", day.isoformat(), prop))
+    return _header(value)
+
+
+def normalise_event(prop: str, index: int, event) -> tuple[str, datetime, str, dict]:
+    """(event id, instant, date, stored event) with eventstart/eventend/eventtype defaulted."""
+    if not isinstance(event, dict) or event.get("_type") != EVENT_TYPE:
+        raise InvalidData(f"property {prop!r}: item #{index} is not a VarEvent")
+    ident = event.get("_id", event.get("eventid"))
+    if not isinstance(ident, str) or not ident or len(ident) > 256:
+        raise InvalidData(f"property {prop!r}: event #{index} has no _id or eventid")
+    if "eventtime" not in event:
+        raise InvalidData(f"property {prop!r}: event {ident[:64]!r} has no eventtime")
+    instant, day = parse_time(event["eventtime"], f"property {prop!r}: event {ident[:64]!r} eventtime")
+    for bound in ("eventstart", "eventend"):
+        if bound in event:
+            parse_time(event[bound], f"property {prop!r}: event {ident[:64]!r} {bound}")
+    stored = {"eventstart": event["eventtime"], "eventend": event["eventtime"], "eventtype": "#Event", **event, "_id": ident}
+    return ident, instant, day, stored
+
+
+def _events(prop: str, items: list, data: DataWrites) -> dict:
+    for index, event in enumerate(items):
+        ident, instant, day, stored = normalise_event(prop, index, event)
+        data.events[(prop, ident)] = (instant, stored)
+        data.dates.append(("events", day, prop))
+    return {"_type": EVENT_LIST_TYPE}
+
+
+def is_event_list(value) -> bool:
+    return isinstance(value, list) and bool(value) and any(isinstance(v, dict) and v.get("_type") == EVENT_TYPE for v in value)
+
+
+def extract_data(doc: dict) -> tuple[dict, DataWrites | None]:
+    """Split an element's data properties into header (kept in the document) and rows.
+
+    Raises InvalidData naming the property and problem; returns (doc, None) for plain objects.
+    """
+    data = None
+    for prop, value in doc.items():
+        if isinstance(value, dict):
+            kind = value.get("_type")
+            if kind in SERIES_TYPES:
+                handler = _series
+            elif kind in CURVE_TYPES:
+                handler = _curve
+            elif kind == MATRIX_TYPE:
+                handler = _matrix
+            else:
+                continue
+        elif is_event_list(value):
+            handler = _events
+        else:
+            continue
+        if data is None:
+            data, doc = DataWrites(), dict(doc)
+        doc[prop] = handler(prop, value, data)
+    return doc, data
+
+
+def merge_headers(stored_doc: dict, incoming_doc: dict) -> dict:
+    """Data headers merge with the stored header (metadata merges, spec §6)."""
+    merged = {}
+    for prop, header in incoming_doc.items():
+        previous = stored_doc.get(prop)
+        if is_data_header(header) and is_data_header(previous) and previous.get("_type") == header.get("_type"):
+            merged[prop] = {**previous, **header}
+    return {**incoming_doc, **merged} if merged else incoming_doc
+
+
+def _values(cursor, sql: str, params: dict, rows: list) -> None:
+    if rows:
+        execute_values(cursor, cursor.mogrify(sql, params).decode(), rows, page_size=len(rows))
+
+
+def _delete(cursor, scope: Scope, table: str, object_ids) -> None:
+    sql = f"DELETE FROM {table} WHERE tenant = %(tenant)s AND environment = %(environment)s AND object_id = ANY(%(ids)s)"
+    cursor.execute(sql, {"tenant": scope.tenant, "environment": scope.environment, "ids": list(object_ids)})
+
+
+def write_data(session: Session, scope: Scope, wiped_objects: list[str], writes: dict[str, DataWrites]) -> None:
+    """Write every data row of a batch: one statement per table, rows in key order."""
+    cursor = session.connection().connection.cursor()
+    params = {"tenant": scope.tenant, "environment": scope.environment}
+    if wiped_objects:
+        for table in DATA_TABLES:
+            _delete(cursor, scope, table, sorted(wiped_objects))
+    series_wipes = sorted((obj, prop) for obj, data in writes.items() for prop in data.wipe_props)
+    if series_wipes:
+        cursor.execute(
+            "DELETE FROM series_points WHERE tenant = %(tenant)s AND environment = %(environment)s "
+            "AND (object_id, property) IN (SELECT * FROM unnest(%(objs)s::text[], %(props)s::text[]))",
+            {**params, "objs": [o for o, _ in series_wipes], "props": [p for _, p in series_wipes]},
+        )
+    dumps = orjson.dumps
+    points = sorted(
+        ((obj, prop, instant, dumps(obs).decode()) for obj, data in writes.items() for (prop, instant), obs in data.points.items()),
+        key=lambda row: row[:3],
+    )
+    _values(cursor, """
+        INSERT INTO series_points (tenant, environment, object_id, property, time, point)
+        SELECT %(tenant)s, %(environment)s, v.o, v.p, v.t, v.d::jsonb FROM (VALUES %%s) AS v(o, p, t, d)
+        ON CONFLICT (tenant, environment, object_id, property, time) DO UPDATE SET point = excluded.point
+    """, params, points)
+    for table, key, rows in (
+        ("curves", "ondate", sorted((o, p, d, dumps(c).decode()) for o, w in writes.items() for (p, d), (c, _) in w.curves.items())),
+        ("matrices", "ondate", sorted((o, p, d, dumps(m).decode()) for o, w in writes.items() for (p, d), m in w.matrices.items())),
+    ):
+        _values(cursor, f"""
+            INSERT INTO {table} (tenant, environment, object_id, property, {key}, doc)
+            SELECT %(tenant)s, %(environment)s, v.o, v.p, v.k::date, v.d::jsonb FROM (VALUES %%s) AS v(o, p, k, d)
+            ON CONFLICT (tenant, environment, object_id, property, {key}) DO UPDATE SET doc = excluded.doc
+        """, params, rows)
+    events = sorted(
+        (o, p, ident, instant, dumps(e).decode()) for o, w in writes.items() for (p, ident), (instant, e) in w.events.items()
+    )
+    _values(cursor, """
+        INSERT INTO events (tenant, environment, object_id, property, event_id, eventtime, doc)
+        SELECT %(tenant)s, %(environment)s, v.o, v.p, v.i, v.t, v.d::jsonb FROM (VALUES %%s) AS v(o, p, i, t, d)
+        ON CONFLICT (tenant, environment, object_id, property, event_id) DO UPDATE
+        SET eventtime = excluded.eventtime, doc = excluded.doc
+    """, params, events)
+    cursor.close()
+
+
+def stored_curves(session: Session, scope: Scope, keys: list[tuple[str, str, date]]) -> dict:
+    """The stored curves a `_merge` curve merges into: (object, prop, date) -> curve."""
+    if not keys:
+        return {}
+    cursor = session.connection().connection.cursor()
+    cursor.execute(
+        "SELECT object_id, property, ondate, doc FROM curves WHERE tenant = %(tenant)s AND environment = %(environment)s "
+        "AND (object_id, property, ondate) IN (SELECT * FROM unnest(%(o)s::text[], %(p)s::text[], %(d)s::date[]))",
+        {"tenant": scope.tenant, "environment": scope.environment,
+         "o": [k[0] for k in keys], "p": [k[1] for k in keys], "d": [k[2] for k in keys]},
+    )
+    found = {(o, p, d): doc for o, p, d, doc in cursor.fetchall()}
+    cursor.close()
+    return found
