@@ -128,8 +128,8 @@ class LiveServer:
             try:
                 if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
                     return
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # workers still booting
             time.sleep(0.1)
         raise RuntimeError("gunicorn did not become ready")
 
@@ -152,3 +152,25 @@ def live_server(db_url):
     server = LiveServer(db_url).start()
     yield server
     server.stop()
+
+
+def db_rows(url: str, sql: str, params=()) -> list[tuple]:
+    """Rows of one query run directly against the test database, outside the app (autocommit)."""
+    connection = psycopg2.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        connection.close()
+
+
+def start_live_server(db_url: str, **kwargs) -> LiveServer:
+    """Start a LiveServer, stopping it again if it never becomes ready."""
+    server = LiveServer(db_url, **kwargs)
+    try:
+        return server.start()
+    except BaseException:
+        server.stop()
+        raise

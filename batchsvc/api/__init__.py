@@ -43,7 +43,7 @@ def _gzip_response(response):
         response.direct_passthrough
         or response.status_code < 200
         or "Content-Encoding" in response.headers
-        or "gzip" not in request.headers.get("Accept-Encoding", "").lower()
+        or request.accept_encodings["gzip"] <= 0
         or response.mimetype != "application/json"
     ):
         return response

@@ -60,7 +60,9 @@ class Outcome:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    # Whole milliseconds, the precision timestamps are served in: a served value filters exactly.
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 @dataclass(frozen=True)
