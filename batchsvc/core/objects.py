@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from urllib.parse import quote
 
 import orjson
 from psycopg2.extras import execute_values
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 from batchsvc.core.errors import NotFound
 from batchsvc.core.identity import Scope
 from batchsvc.core.queries import Field, ListQuery, apply_list_query, source_clause
-from batchsvc.core.typed import EVENT_LIST_TYPE, DataWrites, is_data_header
+from batchsvc.core.typed import EVENT_LIST_TYPE, DataWrites, is_data_header, merge_headers
 from batchsvc.models import StoredObject
 
 DEFAULT_TYPE = "#Object"
@@ -35,7 +36,7 @@ class PendingWrite:
         if replace:
             self.doc, self.replace, self.data = doc, True, data
         else:
-            self.doc.update(doc)
+            self.doc.update(merge_headers(self.doc, doc))  # data headers merge (metadata merges, §6)
             if data is not None:
                 if self.data is None:
                     self.data = DataWrites()
@@ -111,7 +112,8 @@ def render(obj: StoredObject) -> dict:
     for prop, value in doc.items():
         if is_data_header(value):
             route = "event" if value["_type"] == EVENT_LIST_TYPE else "data"
-            out[prop] = {**value, "_ref": f"/api/{route}/v1/{source}/{obj.id}:{prop}"}
+            ref = quote(f"{obj.id}:{prop}", safe="/:")  # '#', '?', '%' … must not end the path
+            out[prop] = {**value, "_ref": f"/api/{route}/v1/{source}/{ref}"}
     return out
 
 
