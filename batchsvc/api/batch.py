@@ -50,8 +50,9 @@ def _batch_request(raw: bytes) -> BatchRequest:
     try:
         envelope = _envelope.load(body)
     except ValidationError as exc:
-        fields = ", ".join(sorted(exc.messages)) if isinstance(exc.messages, dict) else "body"
-        raise InvalidInput(f"invalid batch envelope: {fields}", errors={"json": exc.messages}) from None
+        messages = exc.messages if isinstance(exc.messages, dict) else {"body": exc.messages}
+        detail = "; ".join(f"{name}: {_first(problem)}" for name, problem in sorted(messages.items()))
+        raise InvalidInput(f"invalid batch envelope: {detail}", errors={"json": exc.messages}) from None
     replace, atomic = _flag("_replace"), _flag("_atomic")
     reason = request.args.get("_reason") or envelope.get("reason") or DEFAULT_REASON
     if len(reason) > 256:
@@ -72,6 +73,13 @@ def _batch_request(raw: bytes) -> BatchRequest:
         replace=replace,
         atomic=atomic,
     )
+
+
+def _first(problem) -> str:
+    """The first message of a marshmallow error entry (a list, or a dict for nested fields)."""
+    while isinstance(problem, (list, dict)) and problem:
+        problem = problem[0] if isinstance(problem, list) else next(iter(problem.values()))
+    return str(problem)
 
 
 def _where(body: dict, problem: str) -> str:
@@ -144,7 +152,7 @@ class Batches(MethodView):
         return submit()
 
 
-@blp.route("/v1/<ref>")
+@blp.route("/v1/<ref>", parameters=[docs.BATCH_REF])
 class SourceOrSummary(MethodView):
     @blp.doc(**docs.LIST_OR_GET)
     def get(self, ref):
@@ -153,7 +161,7 @@ class SourceOrSummary(MethodView):
             return _list(ref)
         return _get(ref)
 
-    @blp.doc(**docs.SUBMIT)
+    @blp.doc(**docs.SUBMIT_TO_SOURCE)
     @blp.response(201, BatchSummarySchema)
     def post(self, ref):
         """Submit a batch to a source"""
@@ -167,7 +175,7 @@ class SourceOrSummary(MethodView):
         return _delete(ref)
 
 
-@blp.route("/v1/<source>/<path:batch_id>")
+@blp.route("/v1/<source>/<path:batch_id>", parameters=[docs.SOURCE, docs.BATCH_ID])
 class SummaryInSource(MethodView):
     @blp.doc(**docs.GET)
     @blp.response(200, BatchSummarySchema)

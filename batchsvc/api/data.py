@@ -17,7 +17,7 @@ blp = Blueprint("data", __name__, url_prefix="/api/data", description="Read time
 events_blp = Blueprint("event", __name__, url_prefix="/api/event", description="Read event lists")
 
 
-@blp.route("/v1/<source>/<path:ref>")
+@blp.route("/v1/<source>/<path:ref>", parameters=[docs.SOURCE])
 class DataById(MethodView):
     @blp.doc(**docs.DATA_GET)
     def get(self, source, ref):
@@ -32,7 +32,7 @@ class DataById(MethodView):
         )
 
 
-@events_blp.route("/v1/<source>/<path:ref>")
+@events_blp.route("/v1/<source>/<path:ref>", parameters=[docs.SOURCE])
 class EventList(MethodView):
     @events_blp.doc(**docs.EVENT_LIST)
     def get(self, source, ref):

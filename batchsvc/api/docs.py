@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from batchsvc.api.schemas import ELEMENT_DOC
+
 ERROR = {"$ref": "#/components/schemas/Error"}
 SUMMARY = {"$ref": "#/components/schemas/BatchSummary"}
 
@@ -15,11 +17,20 @@ ENVIRONMENT = {
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", "default": "production"},
     "description": "Environment of the objects and summaries (default production)",
 }
+# Path parameters the route converters cannot describe (flask-smorest merges these into the auto docs).
+SOURCE = {"in": "path", "name": "source", "required": True, "description": "private, public or all",
+          "schema": {"type": "string", "enum": ["private", "public", "all"]}}
+BATCH_ID = {"in": "path", "name": "batch_id", "required": True,
+            "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}}
+BATCH_REF = {"in": "path", "name": "ref", "required": True, "description": "private, public, all or a batch id",
+             "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}}
+_SORT_FIELD = "-?[A-Za-z_][A-Za-z0-9_.-]{0,63}"
+_SORT_PATTERN = rf"^\s*({_SORT_FIELD}\s*(,\s*{_SORT_FIELD}\s*)*|\{{.*\}})\s*$"
 AUTH_ERRORS = {"401": _error("Missing or invalid token"), "403": _error("The token lacks the role")}
 LIST_PARAMS = [
     {"in": "query", "name": "_limit", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
     {"in": "query", "name": "_skip", "schema": {"type": "integer", "minimum": 0, "maximum": 10000000, "default": 0}},
-    {"in": "query", "name": "_sort", "schema": {"type": "string"}, "description": "field,-field or {\"field\":1}"},
+    {"in": "query", "name": "_sort", "schema": {"type": "string", "pattern": _SORT_PATTERN}, "description": "field,-field or {\"field\":1}"},
     {"in": "query", "name": "_search", "schema": {"type": "string"}, "description": "case-insensitive substring"},
 ]
 _LIST_HEADERS = {"x-total-count": {"schema": {"type": "integer"}, "description": "number of matches"}}
@@ -38,7 +49,7 @@ SUBMIT = {
         "required": True,
         "content": {"application/json": {"schema": {"oneOf": [
             {"$ref": "#/components/schemas/VarBatch"},
-            {"type": "array", "minItems": 1, "items": {"type": "object"}},
+            {"type": "array", "minItems": 1, "items": ELEMENT_DOC},
         ]}}},
     },
     "responses": {
@@ -50,6 +61,8 @@ SUBMIT = {
         **AUTH_ERRORS,
     },
 }
+SUBMIT_TO_SOURCE = {**SUBMIT, "parameters": [
+    *SUBMIT["parameters"], {**BATCH_REF, "description": SOURCE["description"], "schema": SOURCE["schema"]}]}
 LIST = {
     "description": "Paged (x-total-count header). Any other plain parameter filters by exact match; "
     "gt(), gte(), lt(), lte(), range(a,b), in(a,b), ne() work on timestamp and size.",

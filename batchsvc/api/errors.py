@@ -68,6 +68,12 @@ def _auth_error(exc: AuthError) -> Response:
 
 
 def _database_down(exc: Exception) -> Response:
+    if getattr(getattr(exc, "orig", exc), "pgcode", None) == "57014":  # query_canceled: statement timeout
+        log.warning("statement timeout: %s", exc.__class__.__name__)
+        return error_response(
+            503, "the database did not finish in time (statement timeout); retry later or send a smaller batch",
+            headers={"Retry-After": "5"},
+        )
     log.warning("database unavailable: %s", exc.__class__.__name__)
     return error_response(503, "the database is unavailable; retry shortly", headers={"Retry-After": "5"})
 

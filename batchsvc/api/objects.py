@@ -15,7 +15,7 @@ from batchsvc.core.queries import parse_list_query
 blp = Blueprint("object", __name__, url_prefix="/api/object", description="Read the objects batches wrote")
 
 
-@blp.route("/v1/<source>")
+@blp.route("/v1/<source>", parameters=[docs.SOURCE])
 class Objects(MethodView):
     @blp.doc(**docs.OBJECT_LIST)
     @blp.response(200, StoredObjectSchema(many=True))
@@ -27,7 +27,7 @@ class Objects(MethodView):
         return list_response(total, items)
 
 
-@blp.route("/v1/<source>/<path:object_id>")
+@blp.route("/v1/<source>/<path:object_id>", parameters=[docs.SOURCE])
 class ObjectById(MethodView):
     @blp.doc(**docs.OBJECT_GET)
     @blp.response(200, StoredObjectSchema)

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate
 
+# OpenAPI shape of one element (§3): an object with a string _id; anything else is an element failure.
+ELEMENT_DOC = {
+    "type": "object",
+    "required": ["_id"],
+    "properties": {"_id": {"type": "string", "minLength": 1, "maxLength": 256}, "_type": {"type": "string"}},
+}
 BATCH_ID = validate.Regexp(r"^[A-Za-z0-9._:-]{1,128}$", error="_id must be 1-128 characters of A-Za-z0-9._:-")
 
 
@@ -26,7 +32,7 @@ class VarBatchSchema(Schema):
 
     _id = fields.String(data_key="_id", attribute="id", validate=BATCH_ID)
     _type = fields.String(data_key="_type", attribute="type", validate=validate.Equal("VarBatch", error="_type must be \"VarBatch\""))
-    elements = fields.Raw(required=True, validate=_non_empty_list, metadata={"type": "array", "items": {"type": "object"}})
+    elements = fields.Raw(required=True, validate=_non_empty_list, metadata={"type": "array", "minItems": 1, "items": ELEMENT_DOC})
     name = _text()
     service = _text()
     loader = _text()

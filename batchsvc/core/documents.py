@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import re
 
 import orjson
@@ -13,6 +15,7 @@ MAX_KEYS = 10_000
 
 # A JSON escape of U+0000 preceded by an even number of backslashes (so not "\\u0000" text).
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def loads(raw: bytes):
@@ -20,10 +23,69 @@ def loads(raw: bytes):
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"body is not valid JSON: {exc}") from None
+        raise InvalidInput(_explain_invalid(raw, exc)) from None
     if b"\\u0000" in raw and _NUL_ESCAPE.search(raw):
         raise InvalidInput(f"\\u0000 is not allowed in keys or strings{_where_nul(value)}")
     return value
+
+
+class _Rejected:
+    """A value lenient parsing accepted but the service does not: NaN, Infinity, ±1e999."""
+
+    def __init__(self, problem: str):
+        self.problem = problem
+
+
+def _lenient_number(text: str):
+    number = float(text)
+    return _Rejected(f"the number {text[:32]} is outside the double range") if math.isinf(number) else number
+
+
+def _lenient_int(text: str):
+    return _lenient_number(text) if len(text) > 300 else int(text)
+
+
+def _explain_invalid(raw: bytes, exc: orjson.JSONDecodeError) -> str:
+    """Say what is wrong with a body orjson refused, and in which element, when we can tell.
+
+    The strict parser only reports a position; the standard library accepts NaN, Infinity,
+    huge numbers and lone surrogates, so a second, lenient parse (on this error path only)
+    finds which of those it was.
+    """
+    if "depth limit" in str(exc):
+        return f"body has nesting deeper than {MAX_DEPTH} levels"
+    try:
+        body = json.loads(
+            raw,
+            parse_constant=lambda name: _Rejected(f"{name} is not a valid JSON number"),
+            parse_float=_lenient_number,
+            parse_int=_lenient_int,
+        )
+    except (ValueError, RecursionError):
+        return f"body is not valid JSON: {exc}"
+    elements = body.get("elements") if isinstance(body, dict) else body
+    if isinstance(elements, list):
+        for index, element in enumerate(elements):
+            problem = _rejected_in(element)
+            if problem:
+                return f"{problem} (element #{index}{_id_suffix(element)})"
+    return _rejected_in(body) or f"body is not valid JSON: {exc}"
+
+
+def _rejected_in(value) -> str | None:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _Rejected):
+            return node.problem
+        if isinstance(node, str) and _SURROGATE.search(node):
+            return "a lone UTF-16 surrogate (such as \\ud800) is not allowed in keys or strings"
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return None
 
 
 def _contains_nul(value) -> bool:

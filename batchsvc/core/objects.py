@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from batchsvc.core.errors import NotFound
 from batchsvc.core.identity import Scope
 from batchsvc.core.queries import Field, ListQuery, apply_list_query, source_clause
-from batchsvc.core.typed import EVENT_LIST_TYPE, DataWrites, is_data_header, merge_headers
+from batchsvc.core.typed import EVENT_LIST_TYPE, DataWrites, bind_values_sql, is_data_header, merge_headers
 from batchsvc.models import StoredObject
 
 DEFAULT_TYPE = "#Object"
@@ -67,6 +67,12 @@ ON CONFLICT (tenant, environment, id) DO UPDATE SET
 """
 _MERGE_SQL = _UPSERT.format(doc="o.doc || excluded.doc")
 _REPLACE_SQL = _UPSERT.format(doc="excluded.doc")
+# A batch with both modes writes in one ordered statement, each row merging or replacing by its
+# flag: two statements would insert new rows in two passes, and concurrent batches doing so
+# deadlock each other again and again (SPEC §3.9).
+_MIXED_SQL = "WITH v(id, doc, writes, replace) AS (VALUES %%s)" + _UPSERT.replace(
+    "FROM (VALUES %%s) AS v(id, doc, writes)", "FROM v"
+).format(doc="CASE WHEN excluded.id IN (SELECT v.id FROM v WHERE v.replace) THEN excluded.doc ELSE o.doc || excluded.doc END")
 _LOCK_SQL = """
 SELECT id, CASE WHEN id = ANY(%(read)s) THEN doc END FROM objects
 WHERE tenant = %(tenant)s AND environment = %(environment)s AND id = ANY(%(ids)s)
@@ -84,17 +90,20 @@ def lock_objects(session: Session, scope: Scope, ids: list[str], read: set[str])
 
 
 def upsert_objects(session: Session, scope: Scope, rows: list[tuple[str, dict, int, bool]], *, user: str, batch_id: str, now: datetime) -> None:
-    """Write a batch's objects, rows (id, doc, writes, replace), one statement per write mode.
+    """Write a batch's objects, rows (id, doc, writes, replace), in one statement.
 
-    Rows go in `_id` order so concurrent batches lock shared objects in the same order; a
-    batch that needs both statements has locked its rows first (lock_objects).
+    Rows go in `_id` order so concurrent batches lock shared objects in the same order.
     """
     cursor = session.connection().connection.cursor()
     params = {"tenant": scope.tenant, "environment": scope.environment, "now": now, "user": user, "batch": batch_id}
+    if len({replace for *_, replace in rows}) == 2:
+        values = sorted((ident, orjson.dumps(doc).decode(), writes, r) for ident, doc, writes, r in rows)
+        execute_values(cursor, bind_values_sql(cursor, _MIXED_SQL, params), values, page_size=len(values))
+        rows = []
     for replace, sql in ((False, _MERGE_SQL), (True, _REPLACE_SQL)):
         values = sorted((ident, orjson.dumps(doc).decode(), writes) for ident, doc, writes, r in rows if r is replace)
         if values:
-            execute_values(cursor, cursor.mogrify(sql, params).decode(), values, page_size=len(values))
+            execute_values(cursor, bind_values_sql(cursor, sql, params), values, page_size=len(values))
     cursor.close()
 
 

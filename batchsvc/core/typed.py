@@ -213,9 +213,19 @@ def merge_headers(stored_doc: dict, incoming_doc: dict) -> dict:
     return {**incoming_doc, **merged} if merged else incoming_doc
 
 
+def bind_values_sql(cursor, sql: str, params: dict) -> str:
+    """`sql` with `params` bound, ready for execute_values: its `%%s` slot kept, '%' in bound values escaped.
+
+    execute_values reads every '%' of its statement as a placeholder, so a tenant or user such
+    as 'a%b@example.com' would otherwise break the statement (a 500).
+    """
+    head, _, tail = sql.rpartition("%%s")
+    return "%s".join(cursor.mogrify(part, params).decode().replace("%", "%%") for part in (head, tail))
+
+
 def _values(cursor, sql: str, params: dict, rows: list) -> None:
     if rows:
-        execute_values(cursor, cursor.mogrify(sql, params).decode(), rows, page_size=len(rows))
+        execute_values(cursor, bind_values_sql(cursor, sql, params), rows, page_size=len(rows))
 
 
 def _delete(cursor, scope: Scope, table: str, object_ids) -> None:
