@@ -12,6 +12,10 @@ from batchsvc.config import Settings
 from batchsvc.core.identity import Principal
 
 LEEWAY_SECONDS = 30
+# Verified tokens are remembered briefly: a loader sends the same token with every batch,
+# and checking its signature each time is a measurable part of a small batch's cost.
+CACHE_SECONDS = 60
+CACHE_SIZE = 4096
 USER_CLAIMS = ("email", "preferred_username", "upn", "sub")
 
 
@@ -35,6 +39,7 @@ class TokenVerifier:
         self._secret = settings.effective_secret()
         self._public_key = None
         self._jwks = None
+        self._verified: dict[str, tuple[Principal, float]] = {}  # token -> (principal, trusted until)
         if settings.jwt_public_key:
             self._public_key = load_pem_public_key(settings.jwt_public_key.encode())
             self._public_algorithm = _algorithm_for(self._public_key)
@@ -66,6 +71,17 @@ class TokenVerifier:
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError("the Authorization header must be 'Bearer <JWT>'")
         token = token.strip()
+        remembered = self._verified.get(token)
+        if remembered is not None and time.time() < remembered[1]:
+            return remembered[0]
+        principal, expires = self._decode(token)
+        if len(self._verified) >= CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (principal, min(expires + LEEWAY_SECONDS, time.time() + CACHE_SECONDS))
+        return principal
+
+    def _decode(self, token: str) -> tuple[Principal, float]:
+        """(principal, expiry time) of a token whose signature and claims check out."""
         options = {"require": ["exp"]}
         last_error = "invalid token"
         for key, algorithms in self._keys(token):
@@ -79,7 +95,7 @@ class TokenVerifier:
                     leeway=LEEWAY_SECONDS,
                     options={**options, "verify_aud": self.settings.jwt_audience is not None},
                 )
-                return self._principal(claims)
+                return self._principal(claims), float(claims["exp"])
             except jwt.ExpiredSignatureError:
                 raise AuthError("token has expired") from None
             except jwt.InvalidTokenError as exc:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+from contextlib import contextmanager
 
-from sqlalchemy import MetaData, create_engine
+import psycopg2
+from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -22,10 +26,13 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+# A pooled connection idle for longer than this is pinged before use (see _ping_when_idle).
+IDLE_PING_SECONDS = 1.0
+
+
 def make_engine(url: str, *, pool_size: int = 10, statement_timeout_ms: int = 600_000) -> Engine:
-    return create_engine(
+    engine = create_engine(
         url,
-        pool_pre_ping=True,  # a restarted database is noticed and reconnected without a restart
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=10,
@@ -36,6 +43,41 @@ def make_engine(url: str, *, pool_size: int = 10, statement_timeout_ms: int = 60
             "application_name": "batchsvc",
         },
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Pre-ping, but only connections that sat idle: a restarted database is noticed and
+    reconnected without a restart, and a busy service does not pay a round trip per request.
+
+    A connection that breaks while in use invalidates the pool (SQLAlchemy's disconnect
+    handling, or the failed reset when a raw connection goes back), so a restart costs each
+    worker at most the request that was in flight.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection, record, _proxy):
+        if time.monotonic() - record.info.get("idle_since", 0.0) < IDLE_PING_SECONDS:
+            return
+        autocommit = dbapi_connection.autocommit
+        try:
+            dbapi_connection.autocommit = True
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            dbapi_connection.autocommit = autocommit
+        except psycopg2.Error as exc:
+            raise DisconnectionError(str(exc)) from exc  # the pool reconnects and checks out again
+
+
+def is_broken(connection) -> bool:
+    """Whether a pooled psycopg2 connection lost its server (psycopg2 marks it closed when it
+    notices) or was invalidated for that reason."""
+    return not connection.is_valid or bool(connection.closed)
 
 
 class Database:
@@ -71,6 +113,29 @@ class Database:
     def session(self) -> Session:
         self.engine  # noqa: B018 - makes sure the factory belongs to this process
         return self._sessionmaker()
+
+    @contextmanager
+    def transaction(self):
+        """A pooled DBAPI (psycopg2) connection in one transaction, for the hot write path:
+        committed when the block ends, rolled back when it raises.
+
+        When the server went away under it (a restart, a terminated backend) the connection
+        is dropped and so is the rest of the pool, most likely dead the same way; the pool
+        reconnects on demand and the caller may retry on a fresh connection (`is_broken`).
+        """
+        connection = self.engine.raw_connection()
+        try:
+            yield connection
+            connection.commit()
+        except BaseException as exc:
+            if is_broken(connection):
+                connection.invalidate(exc)
+                self.engine.dispose()
+            else:
+                connection.rollback()
+            raise
+        finally:
+            connection.close()
 
     def dispose(self) -> None:
         if self._engine is not None and self._pid == os.getpid():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -111,20 +112,27 @@ class LiveServer:
             **(env or {}),
         }
         self.process = None
+        # The server's log goes to a file: a pipe nobody reads would block it once full.
+        self.log_file = tempfile.NamedTemporaryFile(prefix="batchsvc-gunicorn-", suffix=".log", delete=False)
 
     def start(self) -> "LiveServer":
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--access-logfile", "/dev/null", "wsgi:app"],
-            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=self.log_file,
         )
         self.wait_ready()
         return self
+
+    def log(self) -> str:
+        """What the server wrote to stderr so far (its error log)."""
+        with open(self.log_file.name, errors="replace") as log:
+            return log.read()
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {self.process.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"gunicorn exited: {self.log()[-2000:]}")
             try:
                 if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
                     return
@@ -145,6 +153,8 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.log_file.close()
+        os.unlink(self.log_file.name) if os.path.exists(self.log_file.name) else None
 
 
 @pytest.fixture(scope="session")

@@ -134,6 +134,24 @@ def test_expiry_is_required_with_30_seconds_leeway(client):
     assert_unauthorized(client.get("/api/batch/v1", headers=bearer(jwt.encode(no_exp, SECRET, algorithm="HS256"))))
 
 
+def test_a_verified_token_is_remembered_only_until_it_expires(client, monkeypatch):
+    now = time.time()
+    short, long = auth(exp=int(now) + 5), auth(exp=int(now) + 3600)
+    calls = []
+    real_decode = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: calls.append(1) or real_decode(*a, **k))
+    for headers in (short, short, long, long):
+        assert client.get("/api/batch/v1", headers=headers).status_code == 200
+    assert len(calls) == 2  # each token's signature was checked once
+    monkeypatch.setattr(time, "time", lambda: now + 5 + 31)  # past the short token's exp + leeway
+    client.get("/api/batch/v1", headers=short)
+    client.get("/api/batch/v1", headers=long)
+    assert len(calls) == 3  # the short token is checked again (and PyJWT's clock decides), the long one not
+    monkeypatch.setattr(time, "time", lambda: now + 61)  # past the cache's own 60 s
+    client.get("/api/batch/v1", headers=long)
+    assert len(calls) == 4
+
+
 def test_alg_none_is_rejected(client):
     for alg in ("none", "None", "NONE"):
         token = hand_made_token({"alg": alg, "typ": "JWT"}, claims(), None)

@@ -200,8 +200,8 @@ def store_summary(session, scope, batch_id, *, minutes, name=None, status="succe
         "size": size,
         "summary": {"curves": {}, "series": {}, "matrix": {}, "events": {}, "failures": {}},
     }
-    with session.begin():
-        summaries.store(session, scope, doc, finished=finished, body_hash="0" * 64)
+    with session.begin(), session.connection().connection.cursor() as cursor:
+        summaries.store(cursor, scope, doc, finished=finished, body_hash="0" * 64)
 
 
 @pytest.fixture

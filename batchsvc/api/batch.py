@@ -97,7 +97,7 @@ def submit():
     config = settings()
     batch = _batch_request(read_body(config.max_body_bytes))
     outcome = apply_batch(
-        services().database.session, where, caller, batch,
+        services().database.transaction, where, caller, batch,
         max_elements=config.max_elements, attempts=config.retry_attempts,
     )
     if outcome.kind == CREATED:

@@ -6,14 +6,12 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, ContextManager
 
 import psycopg2
-from sqlalchemy import func, select
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
 
 from batchsvc.core import summaries
+from batchsvc.db import is_broken
 from batchsvc.core.errors import Busy, Conflict, TooLarge
 from batchsvc.core.identity import WRITE, Principal, Scope
 from batchsvc.core.documents import element_label
@@ -160,7 +158,7 @@ class Writes:
     data: dict = field(default_factory=dict)  # object id -> DataWrites
 
 
-def _resolve(session: Session, scope: Scope, plan: Plan, builder: SummaryBuilder) -> Writes:
+def _resolve(cursor, scope: Scope, plan: Plan, builder: SummaryBuilder) -> Writes:
     """Turn the plan into rows, reading the store only where the plan depends on it.
 
     Objects with data merge their data headers with the stored ones and `_merge` curves merge
@@ -174,7 +172,7 @@ def _resolve(session: Session, scope: Scope, plan: Plan, builder: SummaryBuilder
     if plan.events or (merges and replaces) or any(w.data for w in pending.values()):
         ids = set(pending) | {e.object_id for e in plan.events}
         read = {w.id for w in merges if w.data} | {e.object_id for e in plan.events}
-        stored = lock_objects(session, scope, sorted(ids), read)
+        stored = lock_objects(cursor, scope, sorted(ids), read)
 
     extra: dict[str, list[EventElement]] = {}
     for event in plan.events:
@@ -203,7 +201,7 @@ def _resolve(session: Session, scope: Scope, plan: Plan, builder: SummaryBuilder
 
     merge_keys = [(o, p, d) for o, data in writes.data.items() if not pending.get(o, _NO_WRITE).replace
                   for (p, d), (_, merge) in data.curves.items() if merge]
-    for (o, p, d), curve in stored_curves(session, scope, merge_keys).items():
+    for (o, p, d), curve in stored_curves(cursor, scope, merge_keys).items():
         new, merge = writes.data[o].curves[(p, d)]
         writes.data[o].curves[(p, d)] = (merge_contracts(curve, new), merge)
     return writes
@@ -218,19 +216,8 @@ def _record_data(builder: SummaryBuilder, writes: Writes) -> None:
             builder.touched(kind, day, f"{object_id}:{prop}")
 
 
-def _lock_batch_id(session: Session, scope: Scope, batch_id: str) -> None:
-    """Serialise concurrent posts of one batch id, so a retry waits and then replays."""
-    key = func.hashtextextended(f"{scope.tenant}\x1f{scope.environment}\x1f{batch_id}", 0)
-    session.execute(select(func.pg_advisory_xact_lock(key)))
-
-
-def _retryable(exc: Exception) -> bool:
-    orig = getattr(exc, "orig", exc)
-    return isinstance(orig, psycopg2.Error) and getattr(orig, "pgcode", None) in RETRYABLE_CODES
-
-
 def apply_batch(
-    session_factory: Callable[[], Session],
+    transaction: Callable[[], ContextManager],
     scope: Scope,
     principal: Principal,
     batch: BatchRequest,
@@ -239,41 +226,52 @@ def apply_batch(
     attempts: int = 5,
     clock: Callable[[], datetime] = utcnow,
 ) -> Outcome:
-    """Apply a batch in one transaction, retried whole on deadlock or serialization failure."""
+    """Apply a batch in one transaction, retried whole on deadlock or serialization failure.
+
+    `transaction()` gives a DBAPI connection that commits when the block ends cleanly and
+    rolls back otherwise. The batch path runs plain SQL on it: per-element work stays in
+    set-based statements, and per-batch work in as few round trips as it can.
+    """
     principal.require(WRITE)
     if batch.size > max_elements:
         raise TooLarge(f"batch has {batch.size} elements; at most {max_elements} are allowed")
     plan = plan_elements(batch, principal)
 
     for attempt in range(attempts):
+        connection = None
         try:
-            with session_factory() as session, session.begin():
-                _lock_batch_id(session, scope, batch.id)
-                existing = summaries.find_for_update(session, scope, batch.id)
-                if existing is not None and existing.status != FAILED:
-                    if existing.body_hash == batch.body_hash:
-                        return Outcome(REPLAYED, existing.doc)
-                    raise Conflict(f"batch {batch.id!r} was already applied with a different body")
-                builder = plan.builder.copy()
-                writes = _resolve(session, scope, plan, builder)
-                atomic_abort = bool(builder.failures) and batch.atomic
-                if atomic_abort:
-                    writes = Writes()
-                started = clock()
-                upsert_objects(session, scope, writes.rows, user=principal.user, batch_id=batch.id, now=started)
-                write_data(session, scope, [ident for ident, _, _, replace in writes.rows if replace], writes.data)
-                _record_data(builder, writes)
-                builder.public = any(is_public(row[0]) for row in writes.rows)
-                finished = clock()
-                doc = builder.render(
-                    batch=batch, principal=principal, scope=scope, finished=finished,
-                    written=len(writes.rows), atomic_abort=atomic_abort,
-                )
-                summaries.store(session, scope, doc, finished=finished, body_hash=batch.body_hash)
-            return Outcome(CREATED if writes.rows else REJECTED, doc)
-        except (DBAPIError, psycopg2.Error) as exc:
-            if not _retryable(exc):
+            with transaction() as connection, connection.cursor() as cursor:
+                return _apply_once(cursor, scope, principal, batch, plan, clock)
+        except psycopg2.Error as exc:
+            # A lost connection is retried too: the batch is idempotent, so even a commit whose
+            # outcome is unknown is safe to send again (it replays if it had landed).
+            if getattr(exc, "pgcode", None) not in RETRYABLE_CODES and not (connection and is_broken(connection)):
                 raise
             # Jittered exponential backoff: the competing transaction usually ends within ms.
             time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + random.random()))
     raise Busy(f"batch {batch.id!r} could not be applied: the database kept reporting conflicts; retry later", retry_after=1)
+
+
+def _apply_once(cursor, scope: Scope, principal: Principal, batch: BatchRequest, plan: Plan, clock) -> Outcome:
+    existing = summaries.claim(cursor, scope, batch.id)
+    if existing is not None and existing.status != FAILED:
+        if existing.body_hash == batch.body_hash:
+            return Outcome(REPLAYED, existing.doc)
+        raise Conflict(f"batch {batch.id!r} was already applied with a different body")
+    builder = plan.builder.copy()
+    writes = _resolve(cursor, scope, plan, builder)
+    atomic_abort = bool(builder.failures) and batch.atomic
+    if atomic_abort:
+        writes = Writes()
+    started = clock()
+    upsert_objects(cursor, scope, writes.rows, user=principal.user, batch_id=batch.id, now=started)
+    write_data(cursor, scope, [ident for ident, _, _, replace in writes.rows if replace], writes.data)
+    _record_data(builder, writes)
+    builder.public = any(is_public(row[0]) for row in writes.rows)
+    finished = clock()
+    doc = builder.render(
+        batch=batch, principal=principal, scope=scope, finished=finished,
+        written=len(writes.rows), atomic_abort=atomic_abort,
+    )
+    summaries.store(cursor, scope, doc, finished=finished, body_hash=batch.body_hash)
+    return Outcome(CREATED if writes.rows else REJECTED, doc)

@@ -80,21 +80,17 @@ ORDER BY id FOR UPDATE
 """
 
 
-def lock_objects(session: Session, scope: Scope, ids: list[str], read: set[str]) -> dict[str, dict | None]:
+def lock_objects(cursor, scope: Scope, ids: list[str], read: set[str]) -> dict[str, dict | None]:
     """Lock the stored rows among `ids` in `_id` order; return id -> document (for ids in `read`)."""
-    cursor = session.connection().connection.cursor()
     cursor.execute(_LOCK_SQL, {"tenant": scope.tenant, "environment": scope.environment, "ids": sorted(ids), "read": sorted(read)})
-    found = dict(cursor.fetchall())
-    cursor.close()
-    return found
+    return dict(cursor.fetchall())
 
 
-def upsert_objects(session: Session, scope: Scope, rows: list[tuple[str, dict, int, bool]], *, user: str, batch_id: str, now: datetime) -> None:
+def upsert_objects(cursor, scope: Scope, rows: list[tuple[str, dict, int, bool]], *, user: str, batch_id: str, now: datetime) -> None:
     """Write a batch's objects, rows (id, doc, writes, replace), in one statement.
 
     Rows go in `_id` order so concurrent batches lock shared objects in the same order.
     """
-    cursor = session.connection().connection.cursor()
     params = {"tenant": scope.tenant, "environment": scope.environment, "now": now, "user": user, "batch": batch_id}
     if len({replace for *_, replace in rows}) == 2:
         values = sorted((ident, orjson.dumps(doc).decode(), writes, r) for ident, doc, writes, r in rows)
@@ -104,7 +100,6 @@ def upsert_objects(session: Session, scope: Scope, rows: list[tuple[str, dict, i
         values = sorted((ident, orjson.dumps(doc).decode(), writes) for ident, doc, writes, r in rows if r is replace)
         if values:
             execute_values(cursor, bind_values_sql(cursor, sql, params), values, page_size=len(values))
-    cursor.close()
 
 
 def render(obj: StoredObject) -> dict:

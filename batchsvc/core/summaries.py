@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 
+import orjson
 from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from batchsvc.core.errors import Forbidden, InvalidInput, NotFound
@@ -91,34 +92,51 @@ class SummaryBuilder:
         }
 
 
-def find_for_update(session: Session, scope: Scope, batch_id: str) -> BatchSummary | None:
-    return session.scalars(
-        select(BatchSummary)
-        .where(BatchSummary.tenant == scope.tenant, BatchSummary.environment == scope.environment, BatchSummary.id == batch_id)
-        .with_for_update()
-    ).one_or_none()
+@dataclass(frozen=True)
+class Claimed:
+    """The stored summary of a batch id, as `claim` found it."""
+
+    status: str
+    body_hash: str
+    doc: dict
 
 
-def store(session: Session, scope: Scope, doc: dict, *, finished: datetime, body_hash: str) -> None:
+# The hot path of every batch, so plain SQL in one round trip: the advisory lock serialises
+# concurrent posts of one batch id (the second waits, then replays), the row lock guards
+# against a concurrent delete.
+_CLAIM_SQL = """
+SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0));
+SELECT status, body_hash, doc FROM batch_summaries
+WHERE tenant = %(tenant)s AND environment = %(environment)s AND id = %(id)s
+FOR UPDATE
+"""
+_STORE_SQL = """
+INSERT INTO batch_summaries AS s (tenant, environment, id, timestamp, name, "user", status, source, body_hash, doc)
+VALUES (%(tenant)s, %(environment)s, %(id)s, %(timestamp)s, %(name)s, %(user)s, %(status)s, %(source)s,
+        %(body_hash)s, %(doc)s::jsonb)
+ON CONFLICT (tenant, environment, id) DO UPDATE SET
+    timestamp = excluded.timestamp, name = excluded.name, "user" = excluded."user", status = excluded.status,
+    source = excluded.source, body_hash = excluded.body_hash, doc = excluded.doc
+"""
+
+
+def claim(cursor, scope: Scope, batch_id: str) -> Claimed | None:
+    """Take the batch id for this transaction and return its stored summary, if any."""
+    cursor.execute(_CLAIM_SQL, {
+        "key": f"{scope.tenant}\x1f{scope.environment}\x1f{batch_id}",
+        "tenant": scope.tenant, "environment": scope.environment, "id": batch_id,
+    })
+    row = cursor.fetchone()
+    return Claimed(*row) if row else None
+
+
+def store(cursor, scope: Scope, doc: dict, *, finished: datetime, body_hash: str) -> None:
     """Insert the summary, or overwrite a failed one under the same id."""
-    values = dict(
-        tenant=scope.tenant,
-        environment=scope.environment,
-        id=doc["_id"],
-        timestamp=finished,
-        name=doc["name"],
-        user=doc["user"],
-        status=doc["status"],
-        source=doc["source"],
-        body_hash=body_hash,
-        doc=doc,
-    )
-    statement = insert(BatchSummary).values(**values)
-    statement = statement.on_conflict_do_update(
-        index_elements=["tenant", "environment", "id"],
-        set_={k: statement.excluded[k] for k in values if k not in ("tenant", "environment", "id")},
-    )
-    session.execute(statement)
+    cursor.execute(_STORE_SQL, {
+        "tenant": scope.tenant, "environment": scope.environment, "id": doc["_id"], "timestamp": finished,
+        "name": doc["name"], "user": doc["user"], "status": doc["status"], "source": doc["source"],
+        "body_hash": body_hash, "doc": orjson.dumps(doc).decode(),
+    })
 
 
 def _scoped(scope: Scope):

@@ -8,7 +8,6 @@ from datetime import date, datetime, timezone
 
 import orjson
 from psycopg2.extras import execute_values
-from sqlalchemy.orm import Session
 
 from batchsvc.core.identity import Scope
 
@@ -233,9 +232,8 @@ def _delete(cursor, scope: Scope, table: str, object_ids) -> None:
     cursor.execute(sql, {"tenant": scope.tenant, "environment": scope.environment, "ids": list(object_ids)})
 
 
-def write_data(session: Session, scope: Scope, wiped_objects: list[str], writes: dict[str, DataWrites]) -> None:
+def write_data(cursor, scope: Scope, wiped_objects: list[str], writes: dict[str, DataWrites]) -> None:
     """Write every data row of a batch: one statement per table, rows in key order."""
-    cursor = session.connection().connection.cursor()
     params = {"tenant": scope.tenant, "environment": scope.environment}
     if wiped_objects:
         for table in DATA_TABLES:
@@ -275,14 +273,12 @@ def write_data(session: Session, scope: Scope, wiped_objects: list[str], writes:
         ON CONFLICT (tenant, environment, object_id, property, event_id) DO UPDATE
         SET eventtime = excluded.eventtime, doc = excluded.doc
     """, params, events)
-    cursor.close()
 
 
-def stored_curves(session: Session, scope: Scope, keys: list[tuple[str, str, date]]) -> dict:
+def stored_curves(cursor, scope: Scope, keys: list[tuple[str, str, date]]) -> dict:
     """The stored curves a `_merge` curve merges into: (object, prop, date) -> curve."""
     if not keys:
         return {}
-    cursor = session.connection().connection.cursor()
     cursor.execute(
         "SELECT object_id, property, ondate, doc FROM curves WHERE tenant = %(tenant)s AND environment = %(environment)s "
         "AND (object_id, property, ondate) IN (SELECT * FROM unnest(%(o)s::text[], %(p)s::text[], %(d)s::date[]))",
@@ -290,5 +286,4 @@ def stored_curves(session: Session, scope: Scope, keys: list[tuple[str, str, dat
          "o": [k[0] for k in keys], "p": [k[1] for k in keys], "d": [k[2] for k in keys]},
     )
     found = {(o, p, d): doc for o, p, d, doc in cursor.fetchall()}
-    cursor.close()
     return found
