@@ -74,10 +74,9 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError(str(exc)) from exc  # the pool reconnects and checks out again
 
 
-def is_broken(connection) -> bool:
-    """Whether a pooled psycopg2 connection lost its server (psycopg2 marks it closed when it
-    notices) or was invalidated for that reason."""
-    return not connection.is_valid or bool(connection.closed)
+class ConnectionLost(Exception):
+    """The database connection broke during a transaction: nothing was committed, or the
+    commit's fate is unknown. Retrying on a fresh connection is safe for idempotent work."""
 
 
 class Database:
@@ -121,19 +120,19 @@ class Database:
 
         When the server went away under it (a restart, a terminated backend) the connection
         is dropped and so is the rest of the pool, most likely dead the same way; the pool
-        reconnects on demand and the caller may retry on a fresh connection (`is_broken`).
+        reconnects on demand and ConnectionLost tells the caller it may retry.
         """
         connection = self.engine.raw_connection()
         try:
             yield connection
             connection.commit()
         except BaseException as exc:
-            if is_broken(connection):
-                connection.invalidate(exc)
-                self.engine.dispose()
-            else:
+            if not connection.closed:  # psycopg2 marks a connection closed when its server went away
                 connection.rollback()
-            raise
+                raise
+            connection.invalidate(exc)
+            self.engine.dispose()
+            raise ConnectionLost(str(exc).strip()) from exc
         finally:
             connection.close()
 

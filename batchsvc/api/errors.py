@@ -13,6 +13,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from batchsvc.auth import AuthError
+from batchsvc.db import ConnectionLost
 from batchsvc.core.errors import Busy, Conflict, DomainError, Forbidden, InvalidInput, NotFound, TooLarge, Unavailable
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,6 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_exception)
     app.register_error_handler(DomainError, _domain_error)
     app.register_error_handler(AuthError, _auth_error)
-    for kind in (OperationalError, InterfaceError, PoolTimeout):
+    for kind in (OperationalError, InterfaceError, PoolTimeout, ConnectionLost):
         app.register_error_handler(kind, _database_down)
     app.register_error_handler(Exception, _unexpected)

@@ -11,7 +11,7 @@ from typing import Callable, ContextManager
 import psycopg2
 
 from batchsvc.core import summaries
-from batchsvc.db import is_broken
+from batchsvc.db import ConnectionLost
 from batchsvc.core.errors import Busy, Conflict, TooLarge
 from batchsvc.core.identity import WRITE, Principal, Scope
 from batchsvc.core.documents import element_label
@@ -107,8 +107,9 @@ def plan_elements(batch: BatchRequest, principal: Principal) -> Plan:
     builder = SummaryBuilder()
     pending: dict[str, PendingWrite] = {}
     events: list[EventElement] = []
+    admin = principal.is_admin
     for index, element in enumerate(batch.elements):
-        if not isinstance(element, dict):
+        if type(element) is not dict:
             builder.fail(f"#{index}", f"element #{index} is not a JSON object")
             continue
         kind = element.get("_type")
@@ -118,23 +119,24 @@ def plan_elements(batch: BatchRequest, principal: Principal) -> Plan:
                 events.append(event)
             continue
         ident = element.get("_id")
-        if not isinstance(ident, str) or not ident:
+        if type(ident) is not str or not ident:
             builder.fail(f"#{index}", f"element #{index} has no _id (a non-empty string is required)")
             continue
         if len(ident) > 256:
             builder.fail(f"#{index}", f"element #{index} has an _id of {len(ident)} characters (at most 256)")
             continue
-        if kind is not None and not isinstance(kind, str):
-            builder.fail(ident, "_type must be a string")
-            continue
-        if kind is not None and kind.startswith("Var"):
-            builder.fail(ident, f"_type {kind[:64]!r} is not an object type")
-            continue
+        if kind is not None:
+            if type(kind) is not str:
+                builder.fail(ident, "_type must be a string")
+                continue
+            if kind.startswith("Var"):
+                builder.fail(ident, f"_type {kind[:64]!r} is not an object type")
+                continue
         replace = element.get("_replace", False)
-        if not isinstance(replace, bool):
+        if replace is not False and replace is not True:
             builder.fail(ident, "_replace must be true or false")
             continue
-        if is_public(ident) and not principal.is_admin:
+        if not admin and is_public(ident):
             builder.fail(ident, "only batch.admin may write public objects (ids starting with '#')")
             continue
         try:
@@ -166,13 +168,14 @@ def _resolve(cursor, scope: Scope, plan: Plan, builder: SummaryBuilder) -> Write
     (in `_id` order, like the upsert) and read first.
     """
     pending = plan.pending
-    merges = [w for w in pending.values() if not w.replace]
-    replaces = [w for w in pending.values() if w.replace]
-    stored: dict[str, dict | None] = {}
-    if plan.events or (merges and replaces) or any(w.data for w in pending.values()):
-        ids = set(pending) | {e.object_id for e in plan.events}
-        read = {w.id for w in merges if w.data} | {e.object_id for e in plan.events}
-        stored = lock_objects(cursor, scope, sorted(ids), read)
+    writes = Writes()
+    if not plan.events and not any(w.data for w in pending.values()):
+        # Plain objects only (the bulk of loads): rows straight from the plan, nothing to read.
+        writes.rows = [(w.id, w.doc, w.writes, w.replace) for w in pending.values()]
+        return writes
+    ids = set(pending) | {e.object_id for e in plan.events}
+    read = {w.id for w in pending.values() if w.data and not w.replace} | {e.object_id for e in plan.events}
+    stored = lock_objects(cursor, scope, sorted(ids), read)
 
     extra: dict[str, list[EventElement]] = {}
     for event in plan.events:
@@ -181,7 +184,6 @@ def _resolve(cursor, scope: Scope, plan: Plan, builder: SummaryBuilder) -> Write
         else:
             builder.fail(event.label, f"event object {event.object_id[:64]!r} does not exist")
 
-    writes = Writes()
     for ident in sorted(set(pending) | set(extra)):
         write = pending.get(ident)
         events = extra.get(ident, [])
@@ -226,7 +228,7 @@ def apply_batch(
     attempts: int = 5,
     clock: Callable[[], datetime] = utcnow,
 ) -> Outcome:
-    """Apply a batch in one transaction, retried whole on deadlock or serialization failure.
+    """Apply a batch in one transaction, retried whole on deadlock, serialization failure or a lost connection.
 
     `transaction()` gives a DBAPI connection that commits when the block ends cleanly and
     rolls back otherwise. The batch path runs plain SQL on it: per-element work stays in
@@ -238,14 +240,15 @@ def apply_batch(
     plan = plan_elements(batch, principal)
 
     for attempt in range(attempts):
-        connection = None
         try:
             with transaction() as connection, connection.cursor() as cursor:
                 return _apply_once(cursor, scope, principal, batch, plan, clock)
-        except psycopg2.Error as exc:
+        except (psycopg2.Error, ConnectionLost) as exc:
             # A lost connection is retried too: the batch is idempotent, so even a commit whose
             # outcome is unknown is safe to send again (it replays if it had landed).
-            if getattr(exc, "pgcode", None) not in RETRYABLE_CODES and not (connection and is_broken(connection)):
+            if getattr(exc, "pgcode", None) not in RETRYABLE_CODES and not isinstance(exc, ConnectionLost):
+                raise
+            if isinstance(exc, ConnectionLost) and attempt == attempts - 1:
                 raise
             # Jittered exponential backoff: the competing transaction usually ends within ms.
             time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + random.random()))

@@ -116,21 +116,21 @@ def _id_suffix(element) -> str:
 def check_shape(value, *, max_depth: int = MAX_DEPTH, max_keys: int = MAX_KEYS) -> str | None:
     """Return why `value` is too deep or too wide for the store, or None when it fits.
 
-    Iterative, so a hostile 10,000-level document cannot exhaust the Python stack.
+    Walks level by level, with no recursion, so a hostile 10,000-level document cannot
+    exhaust the Python stack; a flat element costs one type check per value.
     """
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            if depth > max_depth:
-                return f"nesting deeper than {max_depth} levels"
-            if len(node) > max_keys:
-                return f"an object with {len(node)} keys (at most {max_keys})"
-            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
-        elif isinstance(node, list):
-            if depth > max_depth:
-                return f"nesting deeper than {max_depth} levels"
-            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
+    level, depth = ([value] if type(value) is dict or type(value) is list else []), 1
+    while level:
+        if depth > max_depth:
+            return f"nesting deeper than {max_depth} levels"
+        below = []
+        for node in level:
+            if type(node) is dict:
+                if len(node) > max_keys:
+                    return f"an object with {len(node)} keys (at most {max_keys})"
+                node = node.values()
+            below.extend([child for child in node if type(child) is dict or type(child) is list])
+        level, depth = below, depth + 1
     return None
 
 

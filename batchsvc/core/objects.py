@@ -7,21 +7,20 @@ from datetime import datetime, timezone
 from urllib.parse import quote
 
 import orjson
-from psycopg2.extras import execute_values
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from batchsvc.core.errors import NotFound
 from batchsvc.core.identity import Scope
 from batchsvc.core.queries import Field, ListQuery, apply_list_query, source_clause
-from batchsvc.core.typed import EVENT_LIST_TYPE, DataWrites, bind_values_sql, is_data_header, merge_headers
+from batchsvc.core.typed import EVENT_LIST_TYPE, DataWrites, is_data_header, merge_headers
 from batchsvc.models import StoredObject
 
 DEFAULT_TYPE = "#Object"
 SERVER_FIELDS = frozenset({"_id", "_version", "_created", "_timestamp", "_user", "_batch", "_oid", "_replace"})
 
 
-@dataclass
+@dataclass(slots=True)
 class PendingWrite:
     """Everything one batch writes to one object, its elements folded together in order."""
 
@@ -46,17 +45,23 @@ class PendingWrite:
 
 def strip_server_fields(element: dict) -> dict:
     """The storable part of an element: server fields are never taken from input."""
-    return {k: v for k, v in element.items() if k not in SERVER_FIELDS}
+    doc = dict(element)
+    for name in SERVER_FIELDS.intersection(element):
+        del doc[name]
+    return doc
 
 
 def is_public(object_id: str) -> bool:
     return object_id.startswith("#")
 
 
+# Rows arrive as parallel arrays (one bound parameter each, no per-row SQL text to build or
+# parse) and are inserted in `_id` order, so concurrent batches lock shared objects in the same
+# order (SPEC §3.9).
 _UPSERT = """
 INSERT INTO objects AS o (tenant, environment, id, doc, version, created, updated, "user", batch)
 SELECT %(tenant)s, %(environment)s, v.id, v.doc::jsonb, v.writes, %(now)s, %(now)s, %(user)s, %(batch)s
-FROM (VALUES %%s) AS v(id, doc, writes)
+FROM unnest(%(ids)s::text[], %(docs)s::text[], %(writes)s::int[]) AS v(id, doc, writes)
 ORDER BY v.id
 ON CONFLICT (tenant, environment, id) DO UPDATE SET
     doc = {doc},
@@ -67,12 +72,14 @@ ON CONFLICT (tenant, environment, id) DO UPDATE SET
 """
 _MERGE_SQL = _UPSERT.format(doc="o.doc || excluded.doc")
 _REPLACE_SQL = _UPSERT.format(doc="excluded.doc")
-# A batch with both modes writes in one ordered statement, each row merging or replacing by its
-# flag: two statements would insert new rows in two passes, and concurrent batches doing so
-# deadlock each other again and again (SPEC §3.9).
-_MIXED_SQL = "WITH v(id, doc, writes, replace) AS (VALUES %%s)" + _UPSERT.replace(
-    "FROM (VALUES %%s) AS v(id, doc, writes)", "FROM v"
-).format(doc="CASE WHEN excluded.id IN (SELECT v.id FROM v WHERE v.replace) THEN excluded.doc ELSE o.doc || excluded.doc END")
+# A batch mixing both modes upserts every row as a merge (one ordered pass, so it locks like any
+# other batch), then sets the replaced documents on rows it already holds: no new locks, no
+# deadlock. Two ordered passes of inserts would deadlock concurrent batches again and again.
+_SET_REPLACED_SQL = """
+UPDATE objects AS o SET doc = v.doc::jsonb
+FROM unnest(%(ids)s::text[], %(docs)s::text[]) AS v(id, doc)
+WHERE o.tenant = %(tenant)s AND o.environment = %(environment)s AND o.id = v.id
+"""
 _LOCK_SQL = """
 SELECT id, CASE WHEN id = ANY(%(read)s) THEN doc END FROM objects
 WHERE tenant = %(tenant)s AND environment = %(environment)s AND id = ANY(%(ids)s)
@@ -87,19 +94,23 @@ def lock_objects(cursor, scope: Scope, ids: list[str], read: set[str]) -> dict[s
 
 
 def upsert_objects(cursor, scope: Scope, rows: list[tuple[str, dict, int, bool]], *, user: str, batch_id: str, now: datetime) -> None:
-    """Write a batch's objects, rows (id, doc, writes, replace), in one statement.
-
-    Rows go in `_id` order so concurrent batches lock shared objects in the same order.
-    """
-    params = {"tenant": scope.tenant, "environment": scope.environment, "now": now, "user": user, "batch": batch_id}
-    if len({replace for *_, replace in rows}) == 2:
-        values = sorted((ident, orjson.dumps(doc).decode(), writes, r) for ident, doc, writes, r in rows)
-        execute_values(cursor, bind_values_sql(cursor, _MIXED_SQL, params), values, page_size=len(values))
-        rows = []
-    for replace, sql in ((False, _MERGE_SQL), (True, _REPLACE_SQL)):
-        values = sorted((ident, orjson.dumps(doc).decode(), writes) for ident, doc, writes, r in rows if r is replace)
-        if values:
-            execute_values(cursor, bind_values_sql(cursor, sql, params), values, page_size=len(values))
+    """Write a batch's objects, rows (id, doc, writes, replace): one upsert, plus one update of
+    the replaced documents when a batch mixes merge and replace."""
+    if not rows:
+        return
+    dumps = orjson.dumps
+    docs = [dumps(row[1]).decode() for row in rows]
+    params = {
+        "tenant": scope.tenant, "environment": scope.environment, "now": now, "user": user, "batch": batch_id,
+        "ids": [row[0] for row in rows], "docs": docs, "writes": [row[2] for row in rows],
+    }
+    replaced = [index for index, row in enumerate(rows) if row[3]]
+    cursor.execute(_REPLACE_SQL if len(replaced) == len(rows) else _MERGE_SQL, params)
+    if 0 < len(replaced) < len(rows):
+        cursor.execute(_SET_REPLACED_SQL, {
+            "tenant": scope.tenant, "environment": scope.environment,
+            "ids": [rows[i][0] for i in replaced], "docs": [docs[i] for i in replaced],
+        })
 
 
 def render(obj: StoredObject) -> dict:

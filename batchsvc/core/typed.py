@@ -20,6 +20,7 @@ DATA_TYPES = SERIES_TYPES | CURVE_TYPES | {MATRIX_TYPE, EVENT_LIST_TYPE}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _BULK_KEYS = {"data", "contracts", "ondate", "_merge", "_replace", "rows", "columns", "values", "matrix"}
 DATA_TABLES = ("series_points", "curves", "matrices", "events")
+_CONTAINERS = frozenset({dict, list})  # the types orjson parses objects and arrays into
 
 
 class InvalidData(ValueError):
@@ -180,6 +181,8 @@ def extract_data(doc: dict) -> tuple[dict, DataWrites | None]:
 
     Raises InvalidData naming the property and problem; returns (doc, None) for plain objects.
     """
+    if _CONTAINERS.isdisjoint(map(type, doc.values())):
+        return doc, None  # the common flat object: nothing to split
     data = None
     for prop, value in doc.items():
         if isinstance(value, dict):
