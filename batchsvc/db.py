@@ -6,8 +6,10 @@ import os
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import psycopg2
+import psycopg2.extensions
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.engine import Engine
@@ -74,6 +76,89 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError(str(exc)) from exc  # the pool reconnects and checks out again
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A statement of the batch hot path, parsed and planned once per connection.
+
+    `sql` uses named placeholders, `params` lists (name, SQL type) in `$n` order; every
+    connection prepares all of them (see `PREPARED`) the first time a transaction uses it.
+    """
+
+    name: str
+    sql: str
+    params: tuple[tuple[str, str], ...]
+
+    @property
+    def prepare_sql(self) -> str:
+        sql = self.sql
+        for number, (name, _) in enumerate(self.params, 1):
+            sql = sql.replace(f"%({name})s", f"${number}")
+        return f"PREPARE {self.name}({', '.join(kind for _, kind in self.params)}) AS {sql}"
+
+    @property
+    def execute_sql(self) -> str:
+        return f"EXECUTE {self.name}({', '.join(f'%({name})s' for name, _ in self.params)})"
+
+
+PREPARED: dict[str, Prepared] = {}
+
+
+def prepared(name: str, sql: str, /, **types: str) -> Prepared:
+    """Declare a prepared statement: `types` maps each placeholder to its SQL type, in order."""
+    statement = Prepared(name, sql, tuple(types.items()))
+    PREPARED[name] = statement
+    return statement
+
+
+class TransactionCursor(psycopg2.extensions.cursor):
+    """A cursor that spends no round trip of its own on BEGIN, nor on statements whose results
+    nobody reads: the connection is in autocommit mode, the first statement carries BEGIN and
+    `defer`red statements travel with the next one.
+
+    COMMIT always goes alone, after every write has succeeded: a worker killed before it
+    leaves an open transaction that PostgreSQL rolls back when the connection drops.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.began = False
+        self.ended = False
+        self._queued: list[bytes] = []
+
+    def execute(self, query, vars=None):
+        text = self.mogrify(query, vars) if vars is not None else query
+        self._queued.append(text if isinstance(text, bytes) else text.encode())
+        self.flush()
+
+    def run(self, statement: Prepared, params: dict) -> None:
+        self.execute(statement.execute_sql, params)
+
+    def defer(self, statement: Prepared, params: dict) -> None:
+        self._queued.append(self.mogrify(statement.execute_sql, params))
+
+    def flush(self) -> None:
+        """Send the deferred statements (with BEGIN, if this is the first message)."""
+        if not self._queued:
+            return
+        if not self.began:
+            self.began = True
+            self._queued.insert(0, b"BEGIN")
+        message, self._queued = b";".join(self._queued), []
+        super().execute(message)
+
+    def commit(self) -> None:
+        self.flush()
+        if self.began:
+            super().execute("COMMIT")
+        self.ended = True
+
+    def rollback(self) -> None:
+        self._queued = []
+        if self.began and not self.ended:
+            self.ended = True
+            super().execute("ROLLBACK")
+
+
 class ConnectionLost(Exception):
     """The database connection broke during a transaction: nothing was committed, or the
     commit's fate is unknown. Retrying on a fresh connection is safe for idempotent work."""
@@ -115,7 +200,7 @@ class Database:
 
     @contextmanager
     def transaction(self):
-        """A pooled DBAPI (psycopg2) connection in one transaction, for the hot write path:
+        """A TransactionCursor on a pooled psycopg2 connection, for the hot write path:
         committed when the block ends, rolled back when it raises.
 
         When the server went away under it (a restart, a terminated backend) the connection
@@ -123,17 +208,30 @@ class Database:
         reconnects on demand and ConnectionLost tells the caller it may retry.
         """
         connection = self.engine.raw_connection()
+        cursor = None
         try:
-            yield connection
-            connection.commit()
+            connection.autocommit = True
+            if connection.info.get("prepared") != PREPARED.keys():
+                with connection.cursor() as setup:
+                    setup.execute("DEALLOCATE ALL;" + ";".join(s.prepare_sql for s in PREPARED.values()))
+                connection.info["prepared"] = set(PREPARED)
+            cursor = connection.cursor(cursor_factory=TransactionCursor)
+            yield cursor
+            cursor.commit()
         except BaseException as exc:
+            if cursor is not None and not connection.closed:
+                try:
+                    cursor.rollback()
+                except psycopg2.Error:
+                    pass  # a connection that broke now is handled below
             if not connection.closed:  # psycopg2 marks a connection closed when its server went away
-                connection.rollback()
                 raise
             connection.invalidate(exc)
             self.engine.dispose()
             raise ConnectionLost(str(exc).strip()) from exc
         finally:
+            if connection.is_valid:  # back to the pool as other users expect it
+                connection.autocommit = False
             connection.close()
 
     def dispose(self) -> None:

@@ -174,6 +174,7 @@ def test_unknown_function_names_are_plain_values():
 def session(db_url):
     database = Database(lambda: db_url, pool_size=1)
     session = database.session()
+    session.database = database
     yield session
     session.close()
     database.dispose()
@@ -200,7 +201,7 @@ def store_summary(session, scope, batch_id, *, minutes, name=None, status="succe
         "size": size,
         "summary": {"curves": {}, "series": {}, "matrix": {}, "events": {}, "failures": {}},
     }
-    with session.begin(), session.connection().connection.cursor() as cursor:
+    with session.database.transaction() as cursor:
         summaries.store(cursor, scope, doc, finished=finished, body_hash="0" * 64)
 
 

@@ -230,9 +230,9 @@ def apply_batch(
 ) -> Outcome:
     """Apply a batch in one transaction, retried whole on deadlock, serialization failure or a lost connection.
 
-    `transaction()` gives a DBAPI connection that commits when the block ends cleanly and
-    rolls back otherwise. The batch path runs plain SQL on it: per-element work stays in
-    set-based statements, and per-batch work in as few round trips as it can.
+    `transaction()` gives a TransactionCursor that commits when the block ends cleanly and
+    rolls back otherwise. Per-element work stays in set-based statements; a plain batch costs
+    three round trips (BEGIN + claim, writes + summary, COMMIT).
     """
     principal.require(WRITE)
     if batch.size > max_elements:
@@ -241,7 +241,7 @@ def apply_batch(
 
     for attempt in range(attempts):
         try:
-            with transaction() as connection, connection.cursor() as cursor:
+            with transaction() as cursor:
                 return _apply_once(cursor, scope, principal, batch, plan, clock)
         except (psycopg2.Error, ConnectionLost) as exc:
             # A lost connection is retried too: the batch is idempotent, so even a commit whose

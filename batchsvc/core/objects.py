@@ -14,6 +14,7 @@ from batchsvc.core.errors import NotFound
 from batchsvc.core.identity import Scope
 from batchsvc.core.queries import Field, ListQuery, apply_list_query, source_clause
 from batchsvc.core.typed import EVENT_LIST_TYPE, DataWrites, is_data_header, merge_headers
+from batchsvc.db import TransactionCursor, prepared
 from batchsvc.models import StoredObject
 
 DEFAULT_TYPE = "#Object"
@@ -70,16 +71,18 @@ ON CONFLICT (tenant, environment, id) DO UPDATE SET
     "user" = excluded."user",
     batch = excluded.batch
 """
-_MERGE_SQL = _UPSERT.format(doc="o.doc || excluded.doc")
-_REPLACE_SQL = _UPSERT.format(doc="excluded.doc")
+_UPSERT_TYPES = dict(tenant="text", environment="text", now="timestamptz", user="text", batch="text",
+                     ids="text[]", docs="text[]", writes="int[]")
+_MERGE = prepared("batchsvc_merge_objects", _UPSERT.format(doc="o.doc || excluded.doc"), **_UPSERT_TYPES)
+_REPLACE = prepared("batchsvc_replace_objects", _UPSERT.format(doc="excluded.doc"), **_UPSERT_TYPES)
 # A batch mixing both modes upserts every row as a merge (one ordered pass, so it locks like any
 # other batch), then sets the replaced documents on rows it already holds: no new locks, no
 # deadlock. Two ordered passes of inserts would deadlock concurrent batches again and again.
-_SET_REPLACED_SQL = """
+_SET_REPLACED = prepared("batchsvc_set_replaced_objects", """
 UPDATE objects AS o SET doc = v.doc::jsonb
 FROM unnest(%(ids)s::text[], %(docs)s::text[]) AS v(id, doc)
 WHERE o.tenant = %(tenant)s AND o.environment = %(environment)s AND o.id = v.id
-"""
+""", tenant="text", environment="text", ids="text[]", docs="text[]")
 _LOCK_SQL = """
 SELECT id, CASE WHEN id = ANY(%(read)s) THEN doc END FROM objects
 WHERE tenant = %(tenant)s AND environment = %(environment)s AND id = ANY(%(ids)s)
@@ -93,9 +96,9 @@ def lock_objects(cursor, scope: Scope, ids: list[str], read: set[str]) -> dict[s
     return dict(cursor.fetchall())
 
 
-def upsert_objects(cursor, scope: Scope, rows: list[tuple[str, dict, int, bool]], *, user: str, batch_id: str, now: datetime) -> None:
+def upsert_objects(cursor: TransactionCursor, scope: Scope, rows: list[tuple[str, dict, int, bool]], *, user: str, batch_id: str, now: datetime) -> None:
     """Write a batch's objects, rows (id, doc, writes, replace): one upsert, plus one update of
-    the replaced documents when a batch mixes merge and replace."""
+    the replaced documents when a batch mixes merge and replace; sent with the next statement."""
     if not rows:
         return
     dumps = orjson.dumps
@@ -105,9 +108,9 @@ def upsert_objects(cursor, scope: Scope, rows: list[tuple[str, dict, int, bool]]
         "ids": [row[0] for row in rows], "docs": docs, "writes": [row[2] for row in rows],
     }
     replaced = [index for index, row in enumerate(rows) if row[3]]
-    cursor.execute(_REPLACE_SQL if len(replaced) == len(rows) else _MERGE_SQL, params)
+    cursor.defer(_REPLACE if len(replaced) == len(rows) else _MERGE, params)
     if 0 < len(replaced) < len(rows):
-        cursor.execute(_SET_REPLACED_SQL, {
+        cursor.defer(_SET_REPLACED, {
             "tenant": scope.tenant, "environment": scope.environment,
             "ids": [rows[i][0] for i in replaced], "docs": [docs[i] for i in replaced],
         })

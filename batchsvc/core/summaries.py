@@ -14,6 +14,7 @@ from batchsvc.core.errors import Forbidden, InvalidInput, NotFound
 from batchsvc.core.identity import Principal, Scope
 from batchsvc.core.objects import iso
 from batchsvc.core.queries import Field, ListQuery, apply_list_query
+from batchsvc.db import TransactionCursor, prepared
 from batchsvc.models import BatchSummary
 
 SUCCESS, WARNING, FAILED = "success", "warning", "failed"
@@ -101,38 +102,37 @@ class Claimed:
     doc: dict
 
 
-# The hot path of every batch, so plain SQL in one round trip: the advisory lock serialises
-# concurrent posts of one batch id (the second waits, then replays), the row lock guards
-# against a concurrent delete.
-_CLAIM_SQL = """
-SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0));
+# The hot path of every batch, so prepared statements on the transaction cursor: the advisory
+# lock serialises concurrent posts of one batch id (the second waits, then replays), the row
+# lock guards against a concurrent delete. Both travel in one round trip, with BEGIN.
+_LOCK_ID = prepared("batchsvc_lock_batch_id", "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))", key="text")
+_CLAIM = prepared("batchsvc_claim_summary", """
 SELECT status, body_hash, doc FROM batch_summaries
 WHERE tenant = %(tenant)s AND environment = %(environment)s AND id = %(id)s
 FOR UPDATE
-"""
-_STORE_SQL = """
+""", tenant="text", environment="text", id="text")
+_STORE = prepared("batchsvc_store_summary", """
 INSERT INTO batch_summaries AS s (tenant, environment, id, timestamp, name, "user", status, source, body_hash, doc)
 VALUES (%(tenant)s, %(environment)s, %(id)s, %(timestamp)s, %(name)s, %(user)s, %(status)s, %(source)s,
-        %(body_hash)s, %(doc)s::jsonb)
+        %(body_hash)s, %(doc)s)
 ON CONFLICT (tenant, environment, id) DO UPDATE SET
     timestamp = excluded.timestamp, name = excluded.name, "user" = excluded."user", status = excluded.status,
     source = excluded.source, body_hash = excluded.body_hash, doc = excluded.doc
-"""
+""", tenant="text", environment="text", id="text", timestamp="timestamptz", name="text", user="text",
+    status="text", source="text", body_hash="text", doc="jsonb")
 
 
-def claim(cursor, scope: Scope, batch_id: str) -> Claimed | None:
+def claim(cursor: TransactionCursor, scope: Scope, batch_id: str) -> Claimed | None:
     """Take the batch id for this transaction and return its stored summary, if any."""
-    cursor.execute(_CLAIM_SQL, {
-        "key": f"{scope.tenant}\x1f{scope.environment}\x1f{batch_id}",
-        "tenant": scope.tenant, "environment": scope.environment, "id": batch_id,
-    })
+    cursor.defer(_LOCK_ID, {"key": f"{scope.tenant}\x1f{scope.environment}\x1f{batch_id}"})
+    cursor.run(_CLAIM, {"tenant": scope.tenant, "environment": scope.environment, "id": batch_id})
     row = cursor.fetchone()
     return Claimed(*row) if row else None
 
 
-def store(cursor, scope: Scope, doc: dict, *, finished: datetime, body_hash: str) -> None:
-    """Insert the summary, or overwrite a failed one under the same id."""
-    cursor.execute(_STORE_SQL, {
+def store(cursor: TransactionCursor, scope: Scope, doc: dict, *, finished: datetime, body_hash: str) -> None:
+    """Insert the summary, or overwrite a failed one under the same id (sent with the commit)."""
+    cursor.defer(_STORE, {
         "tenant": scope.tenant, "environment": scope.environment, "id": doc["_id"], "timestamp": finished,
         "name": doc["name"], "user": doc["user"], "status": doc["status"], "source": doc["source"],
         "body_hash": body_hash, "doc": orjson.dumps(doc).decode(),
