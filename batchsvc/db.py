@@ -103,6 +103,21 @@ class Prepared:
 PREPARED: dict[str, Prepared] = {}
 
 
+def text_array(values) -> str:
+    """A PostgreSQL array literal of strings, for a `text[]` parameter.
+
+    psycopg2 would send a list as ARRAY['a', 'b', ...]: one SQL literal per element for the
+    server's parser, about twice the work on both sides for a 50,000-element batch. Every
+    element is quoted, so commas, braces, quotes, spaces and the word NULL stay plain data.
+    """
+    return "{" + ",".join(['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]) + "}"
+
+
+def int_array(values) -> str:
+    """A PostgreSQL array literal of integers, for an `int[]` parameter."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
 def prepared(name: str, sql: str, /, **types: str) -> Prepared:
     """Declare a prepared statement: `types` maps each placeholder to its SQL type, in order."""
     statement = Prepared(name, sql, tuple(types.items()))

@@ -14,7 +14,7 @@ from batchsvc.core.errors import NotFound
 from batchsvc.core.identity import Scope
 from batchsvc.core.queries import Field, ListQuery, apply_list_query, source_clause
 from batchsvc.core.typed import EVENT_LIST_TYPE, DataWrites, is_data_header, merge_headers
-from batchsvc.db import TransactionCursor, prepared
+from batchsvc.db import TransactionCursor, int_array, prepared, text_array
 from batchsvc.models import StoredObject
 
 DEFAULT_TYPE = "#Object"
@@ -105,14 +105,14 @@ def upsert_objects(cursor: TransactionCursor, scope: Scope, rows: list[tuple[str
     docs = [dumps(row[1]).decode() for row in rows]
     params = {
         "tenant": scope.tenant, "environment": scope.environment, "now": now, "user": user, "batch": batch_id,
-        "ids": [row[0] for row in rows], "docs": docs, "writes": [row[2] for row in rows],
+        "ids": text_array([row[0] for row in rows]), "docs": text_array(docs), "writes": int_array([row[2] for row in rows]),
     }
     replaced = [index for index, row in enumerate(rows) if row[3]]
     cursor.defer(_REPLACE if len(replaced) == len(rows) else _MERGE, params)
     if 0 < len(replaced) < len(rows):
         cursor.defer(_SET_REPLACED, {
             "tenant": scope.tenant, "environment": scope.environment,
-            "ids": [rows[i][0] for i in replaced], "docs": [docs[i] for i in replaced],
+            "ids": text_array([rows[i][0] for i in replaced]), "docs": text_array([docs[i] for i in replaced]),
         })
 
 

@@ -1,0 +1,55 @@
+"""The database plumbing of the batch hot path: array literals, the transaction cursor, prepared statements."""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+from conftest import db_rows, truncate
+
+import batchsvc.core.batches  # noqa: F401 - registers the batch path's prepared statements
+from batchsvc.config import normalise_database_url
+from batchsvc.db import PREPARED, Database, int_array, text_array
+
+AWKWARD = ['a', 'b,c', '{x}', 'say "hi"', 'back\\slash', ' padded ', 'NULL', '', 'é€😀', '\\"', 'tab\there', "it's", "%s %(x)s"]
+
+
+@pytest.fixture
+def database(db_url):
+    database = Database(lambda: normalise_database_url(db_url), pool_size=2)
+    yield database
+    database.dispose()
+    truncate(db_url)
+
+
+def test_array_literals_carry_any_string_unchanged(database):
+    with database.transaction() as cursor:
+        cursor.execute("SELECT %s::text[], %s::int[], %s::text[]", (text_array(AWKWARD), int_array([3, -1, 0]), text_array([])))
+        assert cursor.fetchone() == (AWKWARD, [3, -1, 0], [])
+
+
+def test_statements_commit_together_and_roll_back_together(database, db_url):
+    insert = "INSERT INTO batch_summaries (tenant, environment, id, timestamp, \"user\", status, source, body_hash, doc) " \
+             "VALUES ('t', 'e', %s, now(), 'u', 'success', 'private', 'h', '{}')"
+    with pytest.raises(psycopg2.errors.UniqueViolation), database.transaction() as cursor:
+        cursor.execute(insert, ("first",))
+        cursor.execute(insert, ("first",))  # fails: the first insert goes with it
+    assert db_rows(db_url, "SELECT count(*) FROM batch_summaries") == [(0,)]
+    with pytest.raises(RuntimeError), database.transaction() as cursor:
+        cursor.execute(insert, ("second",))
+        raise RuntimeError("the caller gives up")
+    assert db_rows(db_url, "SELECT count(*) FROM batch_summaries") == [(0,)]
+    with database.transaction() as cursor:
+        cursor.execute(insert, ("third",))
+        assert db_rows(db_url, "SELECT count(*) FROM batch_summaries") == [(0,)]  # not visible before COMMIT
+    assert db_rows(db_url, "SELECT id FROM batch_summaries") == [("third",)]
+
+
+def test_every_connection_prepares_the_hot_statements(database):
+    with database.transaction() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements ORDER BY name")
+        names = [row[0] for row in cursor.fetchall()]
+    assert names == sorted(PREPARED) and "batchsvc_merge_objects" in names
+    database.dispose()  # a new pool: fresh connections prepare again
+    with database.transaction() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        assert cursor.fetchone() == (len(PREPARED),)
