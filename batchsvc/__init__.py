@@ -60,7 +60,9 @@ def _announce_dev_mode(app: Flask, settings: Settings) -> None:
     if settings.dev and settings.effective_secret() and not settings.jwt_secret:
         from batchsvc.cli import dev_token
 
-        app.logger.warning("DEVELOPMENT MODE: tokens are signed with a built-in secret. Token:\n%s", dev_token(settings))
+        app.logger.warning(
+            "DEVELOPMENT MODE: tokens are signed with a built-in secret. Token:\n%s", dev_token(settings)
+        )
 
 
 def _close_session(_exc):

@@ -117,7 +117,9 @@ class TokenVerifier:
         return Principal(user=user, tenant=tenant, roles=frozenset(roles))
 
 
-def mint_token(secret: str, *, tenant: str, user: str, roles, tenant_claim: str = "tid", ttl: int = 86400, **extra) -> str:
+def mint_token(
+    secret: str, *, tenant: str, user: str, roles, tenant_claim: str = "tid", ttl: int = 86400, **extra
+) -> str:
     """An HS256 token for development and tests."""
     now = int(time.time())
     claims = {"sub": user, tenant_claim: tenant, "roles": list(roles), "iat": now, "exp": now + ttl, **extra}

@@ -30,7 +30,7 @@ def normalise_database_url(url: str) -> str:
     """Make hosting-style URLs run on psycopg2 (SQLAlchemy 2.1 would pick psycopg 3)."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg2://" + url[len(prefix):]
+            return "postgresql+psycopg2://" + url[len(prefix) :]
     return url
 
 
@@ -64,7 +64,7 @@ class Settings:
     instance_path: str = field(default="instance")
 
     @classmethod
-    def from_env(cls, env=None, **overrides) -> "Settings":
+    def from_env(cls, env=None, **overrides) -> Settings:
         env = os.environ if env is None else env
         roles = tuple(r.strip() for r in env.get("BATCHSVC_DEFAULT_ROLES", "").split(",") if r.strip())
         values = dict(

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import psycopg2
 import psycopg2.extensions
 from sqlalchemy import MetaData, create_engine, event
-from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 NAMING_CONVENTION = {

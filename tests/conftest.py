@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,7 +37,10 @@ def recreate_database(name: str) -> str:
     admin = psycopg2.connect(base.set(drivername="postgresql").render_as_string(hide_password=False))
     admin.autocommit = True
     with admin.cursor() as cur:
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
         cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
         cur.execute(f'CREATE DATABASE "{name}"')
     admin.close()
@@ -73,7 +76,9 @@ def client(app, db_url):
 def truncate(url: str) -> None:
     connection = psycopg2.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
     with connection, connection.cursor() as cur:
-        cur.execute("SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")
+        cur.execute(
+            "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        )
         tables = cur.fetchone()[0]
         if tables:
             cur.execute(f"TRUNCATE {tables}")
@@ -115,10 +120,22 @@ class LiveServer:
         # The server's log goes to a file: a pipe nobody reads would block it once full.
         self.log_file = tempfile.NamedTemporaryFile(prefix="batchsvc-gunicorn-", suffix=".log", delete=False)
 
-    def start(self) -> "LiveServer":
+    def start(self) -> LiveServer:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--access-logfile", "/dev/null", "wsgi:app"],
-            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=self.log_file,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                str(ROOT / "gunicorn.conf.py"),
+                "--access-logfile",
+                "/dev/null",
+                "wsgi:app",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log_file,
         )
         self.wait_ready()
         return self

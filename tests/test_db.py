@@ -10,7 +10,21 @@ import batchsvc.core.batches  # noqa: F401 - registers the batch path's prepared
 from batchsvc.config import normalise_database_url
 from batchsvc.db import PREPARED, Database, int_array, text_array
 
-AWKWARD = ['a', 'b,c', '{x}', 'say "hi"', 'back\\slash', ' padded ', 'NULL', '', 'é€😀', '\\"', 'tab\there', "it's", "%s %(x)s"]
+AWKWARD = [
+    "a",
+    "b,c",
+    "{x}",
+    'say "hi"',
+    "back\\slash",
+    " padded ",
+    "NULL",
+    "",
+    "é€😀",
+    '\\"',
+    "tab\there",
+    "it's",
+    "%s %(x)s",
+]
 
 
 @pytest.fixture
@@ -23,13 +37,17 @@ def database(db_url):
 
 def test_array_literals_carry_any_string_unchanged(database):
     with database.transaction() as cursor:
-        cursor.execute("SELECT %s::text[], %s::int[], %s::text[]", (text_array(AWKWARD), int_array([3, -1, 0]), text_array([])))
+        cursor.execute(
+            "SELECT %s::text[], %s::int[], %s::text[]", (text_array(AWKWARD), int_array([3, -1, 0]), text_array([]))
+        )
         assert cursor.fetchone() == (AWKWARD, [3, -1, 0], [])
 
 
 def test_statements_commit_together_and_roll_back_together(database, db_url):
-    insert = "INSERT INTO batch_summaries (tenant, environment, id, timestamp, \"user\", status, source, body_hash, doc) " \
-             "VALUES ('t', 'e', %s, now(), 'u', 'success', 'private', 'h', '{}')"
+    insert = (
+        'INSERT INTO batch_summaries (tenant, environment, id, timestamp, "user", status, source, body_hash, doc) '
+        "VALUES ('t', 'e', %s, now(), 'u', 'success', 'private', 'h', '{}')"
+    )
     with pytest.raises(psycopg2.errors.UniqueViolation), database.transaction() as cursor:
         cursor.execute(insert, ("first",))
         cursor.execute(insert, ("first",))  # fails: the first insert goes with it

@@ -45,7 +45,9 @@ def read(client, path, *, status=200, headers=None, **params):
 
 
 def data(client, ref, *, source="private", status=200, headers=None, **params):
-    return read(client, f"/api/data/v1/{source}/{quote(ref, safe='')}", status=status, headers=headers, **params).get_json()
+    return read(
+        client, f"/api/data/v1/{source}/{quote(ref, safe='')}", status=status, headers=headers, **params
+    ).get_json()
 
 
 def events(client, ref, *, source="private", headers=None, **params):
@@ -54,7 +56,9 @@ def events(client, ref, *, source="private", headers=None, **params):
 
 
 def get_object(client, object_id, *, source="private", status=200, headers=None):
-    return read(client, f"/api/object/v1/{source}/{quote(object_id, safe='')}", status=status, headers=headers).get_json()
+    return read(
+        client, f"/api/object/v1/{source}/{quote(object_id, safe='')}", status=status, headers=headers
+    ).get_json()
 
 
 def assert_error(response, status):
@@ -70,7 +74,12 @@ def series(data_points, **meta):
 
 
 def curve(ondate, contracts, **extra):
-    return {"_type": "VarCurve", "ondate": ondate, "contracts": [{"tenor": t, "value": v} for t, v in contracts], **extra}
+    return {
+        "_type": "VarCurve",
+        "ondate": ondate,
+        "contracts": [{"tenor": t, "value": v} for t, v in contracts],
+        **extra,
+    }
 
 
 def data_rows(db_url, object_id=None) -> dict[str, int]:
@@ -100,7 +109,9 @@ MIXED = {
             "region": "NL",
             "PRICE": series([("2021-07-01", 10.5), ("2021-07-02T00:00:00Z", 11.5)], calendar="daily", units="EUR/MWh"),
             "VOLUME": series([("2021-07-01", 100)], calendar="daily", units="MWh"),
-            "FWD": curve({"_type": "VarCurveDate", "curveDate": "2021-07-01"}, [("M01", 50), ("M02", 51)], calendar="business"),
+            "FWD": curve(
+                {"_type": "VarCurveDate", "curveDate": "2021-07-01"}, [("M01", 50), ("M02", 51)], calendar="business"
+            ),
         },
         {"_id": "PLAIN_B", "name": "plain b"},
         {
@@ -108,8 +119,14 @@ MIXED = {
             "VOLS": {"_type": "VarMatrix", "ondate": "2021-07-01", "data": [[1, 2], [3, 4]], "units": "%"},
             "OUTAGES": [
                 {"_type": "VarEvent", "_id": "o1", "eventtime": "2021-07-01T08:00:00Z", "unit": "G1"},
-                {"_type": "VarEvent", "eventid": "o2", "eventtime": "2021-07-02T09:30:00Z", "eventtype": "#Outage",
-                 "eventstart": "2021-07-02T09:00:00Z", "eventend": "2021-07-03T00:00:00Z"},
+                {
+                    "_type": "VarEvent",
+                    "eventid": "o2",
+                    "eventtime": "2021-07-02T09:30:00Z",
+                    "eventtype": "#Outage",
+                    "eventstart": "2021-07-02T09:00:00Z",
+                    "eventend": "2021-07-03T00:00:00Z",
+                },
             ],
         },
         # the same object again: one more observation, the same series (no duplicate ids)
@@ -133,45 +150,82 @@ def test_mixed_batch_summary_message_and_reads(client):
         "failures": {},
     }
     assert list(summary["summary"]) == ["curves", "series", "matrix", "events", "failures"]
-    assert summary["message"] == "Updated 4 objects, 2 series, 1 curve, 1 matrix, 1 event list for 2021-07-01 to 2021-07-02"
+    assert (
+        summary["message"]
+        == "Updated 4 objects, 2 series, 1 curve, 1 matrix, 1 event list for 2021-07-01 to 2021-07-02"
+    )
     assert read(client, "/api/batch/v1/mixed-1").get_json() == summary
 
     # the series, with the later element's value for 2021-07-01
     assert data(client, "POWER:PRICE") == {
-        "_id": "POWER:PRICE", "_type": "VarTimeSeries", "calendar": "daily", "units": "EUR/MWh",
+        "_id": "POWER:PRICE",
+        "_type": "VarTimeSeries",
+        "calendar": "daily",
+        "units": "EUR/MWh",
         "data": [{"time": "2021-07-01", "value": 10.75}, {"time": "2021-07-02T00:00:00Z", "value": 11.5}],
     }
     assert data(client, "POWER:VOLUME") == {
-        "_id": "POWER:VOLUME", "_type": "VarTimeSeries", "calendar": "daily", "units": "MWh",
+        "_id": "POWER:VOLUME",
+        "_type": "VarTimeSeries",
+        "calendar": "daily",
+        "units": "MWh",
         "data": [{"time": "2021-07-01", "value": 100}],
     }
     expected_curve = {
-        "_id": "POWER:FWD:2021-07-01", "_type": "VarCurve", "calendar": "business",
+        "_id": "POWER:FWD:2021-07-01",
+        "_type": "VarCurve",
+        "calendar": "business",
         "ondate": {"_type": "VarCurveDate", "curveDate": "2021-07-01"},
         "contracts": [{"tenor": "M01", "value": 50}, {"tenor": "M02", "value": 51}],
     }
     assert data(client, "POWER:FWD") == expected_curve
     assert data(client, "POWER:FWD:2021-07-01") == expected_curve
     assert data(client, "GAS:VOLS") == {
-        "_id": "GAS:VOLS:2021-07-01", "_type": "VarMatrix", "units": "%", "ondate": "2021-07-01", "data": [[1, 2], [3, 4]],
+        "_id": "GAS:VOLS:2021-07-01",
+        "_type": "VarMatrix",
+        "units": "%",
+        "ondate": "2021-07-01",
+        "data": [[1, 2], [3, 4]],
     }
     assert data(client, "GAS:VOLS:2021-07-01") == data(client, "GAS:VOLS")
     total, items = events(client, "GAS:OUTAGES")
     assert total == 2
     assert items == [
-        {"_type": "VarEvent", "_id": "o2", "eventid": "o2", "eventtime": "2021-07-02T09:30:00Z", "eventtype": "#Outage",
-         "eventstart": "2021-07-02T09:00:00Z", "eventend": "2021-07-03T00:00:00Z"},
-        {"_type": "VarEvent", "_id": "o1", "eventtime": "2021-07-01T08:00:00Z", "unit": "G1", "eventtype": "#Event",
-         "eventstart": "2021-07-01T08:00:00Z", "eventend": "2021-07-01T08:00:00Z"},
+        {
+            "_type": "VarEvent",
+            "_id": "o2",
+            "eventid": "o2",
+            "eventtime": "2021-07-02T09:30:00Z",
+            "eventtype": "#Outage",
+            "eventstart": "2021-07-02T09:00:00Z",
+            "eventend": "2021-07-03T00:00:00Z",
+        },
+        {
+            "_type": "VarEvent",
+            "_id": "o1",
+            "eventtime": "2021-07-01T08:00:00Z",
+            "unit": "G1",
+            "eventtype": "#Event",
+            "eventstart": "2021-07-01T08:00:00Z",
+            "eventend": "2021-07-01T08:00:00Z",
+        },
     ]
 
     # the object route: headers and a _ref to the data route, never the bulk data
     power = get_object(client, "POWER")
     assert power["_type"] == "#Market" and power["region"] == "NL" and power["_version"] == 2
-    assert power["PRICE"] == {"_type": "VarTimeSeries", "calendar": "daily", "units": "EUR/MWh",
-                              "_ref": "/api/data/v1/private/POWER:PRICE"}
-    assert power["VOLUME"] == {"_type": "VarTimeSeries", "calendar": "daily", "units": "MWh",
-                               "_ref": "/api/data/v1/private/POWER:VOLUME"}
+    assert power["PRICE"] == {
+        "_type": "VarTimeSeries",
+        "calendar": "daily",
+        "units": "EUR/MWh",
+        "_ref": "/api/data/v1/private/POWER:PRICE",
+    }
+    assert power["VOLUME"] == {
+        "_type": "VarTimeSeries",
+        "calendar": "daily",
+        "units": "MWh",
+        "_ref": "/api/data/v1/private/POWER:VOLUME",
+    }
     assert power["FWD"] == {"_type": "VarCurve", "calendar": "business", "_ref": "/api/data/v1/private/POWER:FWD"}
     gas = get_object(client, "GAS")
     assert gas["VOLS"] == {"_type": "VarMatrix", "units": "%", "_ref": "/api/data/v1/private/GAS:VOLS"}
@@ -189,15 +243,28 @@ def test_mixed_batch_summary_message_and_reads(client):
 
 
 def test_single_date_message(client):
-    summary = posted(client, {"elements": [
-        {"_id": "A", "S1": series([("2021-07-01", 1)]), "S2": series([("2021-07-01T10:00:00+02:00", 2)]),
-         "C": curve("2021-07-01", [("M01", 1)]), "M": {"_type": "VarMatrix", "ondate": "2021-07-01", "data": [[1]]}},
-        {"_id": "B", "E": [{"_type": "VarEvent", "_id": "x", "eventtime": "2021-07-01"}]},
-    ]})
+    summary = posted(
+        client,
+        {
+            "elements": [
+                {
+                    "_id": "A",
+                    "S1": series([("2021-07-01", 1)]),
+                    "S2": series([("2021-07-01T10:00:00+02:00", 2)]),
+                    "C": curve("2021-07-01", [("M01", 1)]),
+                    "M": {"_type": "VarMatrix", "ondate": "2021-07-01", "data": [[1]]},
+                },
+                {"_id": "B", "E": [{"_type": "VarEvent", "_id": "x", "eventtime": "2021-07-01"}]},
+            ]
+        },
+    )
     assert summary["message"] == "Updated 2 objects, 2 series, 1 curve, 1 matrix, 1 event list for 2021-07-01"
     assert summary["summary"] == {
-        "curves": {"2021-07-01": ["A:C"]}, "series": {"2021-07-01": ["A:S1", "A:S2"]},
-        "matrix": {"2021-07-01": ["A:M"]}, "events": {"2021-07-01": ["B:E"]}, "failures": {},
+        "curves": {"2021-07-01": ["A:C"]},
+        "series": {"2021-07-01": ["A:S1", "A:S2"]},
+        "matrix": {"2021-07-01": ["A:M"]},
+        "events": {"2021-07-01": ["B:E"]},
+        "failures": {},
     }
     plain = posted(client, {"elements": [{"_id": "P", "v": 1}]})
     assert plain["message"] == "Completed Successfully"
@@ -222,17 +289,47 @@ def test_ids_with_colons_slashes_and_hashes(client):
 
 
 def test_series_merge_over_batches_replace_and_range(client, db_url):
-    posted(client, {"elements": [{"_id": "S", "PRICE": series(
-        [("2021-07-01", 1), ("2021-07-02", 2), ("2021-07-03", 3)], calendar="daily", units="EUR")}]})
+    posted(
+        client,
+        {
+            "elements": [
+                {
+                    "_id": "S",
+                    "PRICE": series(
+                        [("2021-07-01", 1), ("2021-07-02", 2), ("2021-07-03", 3)], calendar="daily", units="EUR"
+                    ),
+                }
+            ]
+        },
+    )
     posted(client, {"elements": [{"_id": "S", "PRICE": series([("2021-07-02", 20), ("2021-07-04", 4)], units="USD")}]})
-    third = posted(client, {"elements": [{"_id": "S", "other": "kept", "PRICE": {"_type": "VarTimeSeries", "data": [
-        {"time": "2021-07-03T00:00:00Z", "value": 30, "flag": "revised"}, {"time": "2021-07-05T12:00:00Z", "value": 5}]}}]})
+    third = posted(
+        client,
+        {
+            "elements": [
+                {
+                    "_id": "S",
+                    "other": "kept",
+                    "PRICE": {
+                        "_type": "VarTimeSeries",
+                        "data": [
+                            {"time": "2021-07-03T00:00:00Z", "value": 30, "flag": "revised"},
+                            {"time": "2021-07-05T12:00:00Z", "value": 5},
+                        ],
+                    },
+                }
+            ]
+        },
+    )
     assert third["summary"]["series"] == {"2021-07-03": ["S:PRICE"], "2021-07-05": ["S:PRICE"]}
     assert third["message"] == "Updated 1 object, 1 series for 2021-07-03 to 2021-07-05"
 
     full = data(client, "S:PRICE")
     assert full == {
-        "_id": "S:PRICE", "_type": "VarTimeSeries", "calendar": "daily", "units": "USD",
+        "_id": "S:PRICE",
+        "_type": "VarTimeSeries",
+        "calendar": "daily",
+        "units": "USD",
         "data": [
             {"time": "2021-07-01", "value": 1},
             {"time": "2021-07-02", "value": 20},
@@ -244,7 +341,12 @@ def test_series_merge_over_batches_replace_and_range(client, db_url):
     assert db_rows(db_url, "SELECT count(*) FROM series_points WHERE object_id = 'S'") == [(5,)]
     obj = get_object(client, "S")
     assert obj["_version"] == 3 and obj["other"] == "kept"
-    assert obj["PRICE"] == {"_type": "VarTimeSeries", "calendar": "daily", "units": "USD", "_ref": "/api/data/v1/private/S:PRICE"}
+    assert obj["PRICE"] == {
+        "_type": "VarTimeSeries",
+        "calendar": "daily",
+        "units": "USD",
+        "_ref": "/api/data/v1/private/S:PRICE",
+    }
 
     values = lambda body: [p["value"] for p in body["data"]]  # noqa: E731
     assert values(data(client, "S:PRICE", _range="last(2)")) == [4, 5]
@@ -257,8 +359,21 @@ def test_series_merge_over_batches_replace_and_range(client, db_url):
     assert data(client, "S:PRICE", _range="last(1)")["units"] == "USD"
 
     # _replace inside the series: the stored observations go, the new ones stay
-    replaced = posted(client, {"elements": [{"_id": "S", "PRICE": {
-        "_type": "VarTimeSeries", "_replace": True, "data": [{"time": "2021-08-01", "value": 99}]}}]})
+    replaced = posted(
+        client,
+        {
+            "elements": [
+                {
+                    "_id": "S",
+                    "PRICE": {
+                        "_type": "VarTimeSeries",
+                        "_replace": True,
+                        "data": [{"time": "2021-08-01", "value": 99}],
+                    },
+                }
+            ]
+        },
+    )
     assert replaced["summary"]["series"] == {"2021-08-01": ["S:PRICE"]}
     after = data(client, "S:PRICE")
     assert after["data"] == [{"time": "2021-08-01", "value": 99}]
@@ -266,10 +381,24 @@ def test_series_merge_over_batches_replace_and_range(client, db_url):
     assert db_rows(db_url, "SELECT count(*) FROM series_points WHERE object_id = 'S'") == [(1,)]
 
 
-@pytest.mark.parametrize("bad", [
-    "last(0)", "last(-1)", "last(x)", "last()", "last(1,2)", "next(3)", "from()", "from(not-a-date)",
-    "between(2021-07-01)", "between(2021-07-01,nope)", "between(2021-07-01,2021-07-02,2021-07-03)", "2021-07-01", "",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "last(0)",
+        "last(-1)",
+        "last(x)",
+        "last()",
+        "last(1,2)",
+        "next(3)",
+        "from()",
+        "from(not-a-date)",
+        "between(2021-07-01)",
+        "between(2021-07-01,nope)",
+        "between(2021-07-01,2021-07-02,2021-07-03)",
+        "2021-07-01",
+        "",
+    ],
+)
 def test_bad_range_is_400(client, bad):
     posted(client, {"elements": [{"_id": "S", "PRICE": series([("2021-07-01", 1)])}]})
     body = assert_error(client.get("/api/data/v1/private/S:PRICE", query_string={"_range": bad}, headers=auth()), 400)
@@ -278,7 +407,10 @@ def test_bad_range_is_400(client, bad):
 
 def test_unknown_data_query_parameter_and_missing_data(client):
     posted(client, {"elements": [{"_id": "S", "plain": "x", "PRICE": series([("2021-07-01", 1)])}]})
-    assert "_rnage" in assert_error(client.get("/api/data/v1/private/S:PRICE?_rnage=last(1)", headers=auth()), 400)["message"]
+    assert (
+        "_rnage"
+        in assert_error(client.get("/api/data/v1/private/S:PRICE?_rnage=last(1)", headers=auth()), 400)["message"]
+    )
     assert_error(client.get("/api/data/v1/private/S:NOPE", headers=auth()), 404)
     assert_error(client.get("/api/data/v1/private/S:plain", headers=auth()), 404)
     assert_error(client.get("/api/data/v1/private/NOPE:PRICE", headers=auth()), 404)
@@ -290,8 +422,19 @@ def test_unknown_data_query_parameter_and_missing_data(client):
 
 
 def test_replacing_an_object_wipes_its_data(client, db_url):
-    posted(client, {"elements": [{"_id": "W", "PRICE": series([("2021-07-01", 1)]), "FWD": curve("2021-07-01", [("M01", 1)]),
-                                  "E": [{"_type": "VarEvent", "_id": "e", "eventtime": "2021-07-01"}]}]})
+    posted(
+        client,
+        {
+            "elements": [
+                {
+                    "_id": "W",
+                    "PRICE": series([("2021-07-01", 1)]),
+                    "FWD": curve("2021-07-01", [("M01", 1)]),
+                    "E": [{"_type": "VarEvent", "_id": "e", "eventtime": "2021-07-01"}],
+                }
+            ]
+        },
+    )
     assert data_rows(db_url, "W") == {"series_points": 1, "curves": 1, "matrices": 0, "events": 1}
     posted(client, {"elements": [{"_id": "W", "_replace": True, "PRICE": series([("2021-07-02", 2)])}]})
     assert data_rows(db_url, "W") == {"series_points": 1, "curves": 0, "matrices": 0, "events": 0}
@@ -307,8 +450,17 @@ def test_replacing_an_object_wipes_its_data(client, db_url):
 
 
 def test_curves_by_date_latest_and_merge(client, db_url):
-    first = posted(client, {"elements": [{"_id": "C", "FWD": curve(
-        {"_type": "VarCurveDate", "curveDate": "2021-07-01"}, [("M01", 10), ("M02", 11)])}]})
+    first = posted(
+        client,
+        {
+            "elements": [
+                {
+                    "_id": "C",
+                    "FWD": curve({"_type": "VarCurveDate", "curveDate": "2021-07-01"}, [("M01", 10), ("M02", 11)]),
+                }
+            ]
+        },
+    )
     assert first["summary"]["curves"] == {"2021-07-01": ["C:FWD"]}
     assert first["message"] == "Updated 1 object, 1 curve for 2021-07-01"
     posted(client, {"elements": [{"_id": "C", "FWD": curve("2021-07-02", [("M01", 20), ("M02", 21), ("Q01", 22)])}]})
@@ -321,10 +473,15 @@ def test_curves_by_date_latest_and_merge(client, db_url):
     assert data(client, "C:FWD:2021-07-01")["ondate"] == {"_type": "VarCurveDate", "curveDate": "2021-07-01"}
     data(client, "C:FWD:2021-07-03", status=404)
     assert_error(client.get("/api/data/v1/private/C:FWD:2021-02-30", headers=auth()), 400)
-    assert db_rows(db_url, "SELECT ondate::text FROM curves WHERE object_id = 'C' ORDER BY ondate") == [("2021-07-01",), ("2021-07-02",)]
+    assert db_rows(db_url, "SELECT ondate::text FROM curves WHERE object_id = 'C' ORDER BY ondate") == [
+        ("2021-07-01",),
+        ("2021-07-02",),
+    ]
 
     # _merge: contracts merge by tenor into the stored curve of that date
-    merged = posted(client, {"elements": [{"_id": "C", "FWD": curve("2021-07-01", [("M02", 110), ("M03", 12)], _merge=True)}]})
+    merged = posted(
+        client, {"elements": [{"_id": "C", "FWD": curve("2021-07-01", [("M02", 110), ("M03", 12)], _merge=True)}]}
+    )
     assert merged["summary"]["curves"] == {"2021-07-01": ["C:FWD"]}
     first_date = data(client, "C:FWD:2021-07-01")
     assert tenors(first_date) == [("M01", 10), ("M02", 110), ("M03", 12)]
@@ -343,20 +500,34 @@ def test_curves_by_date_latest_and_merge(client, db_url):
 
 def test_curve_merge_within_one_batch(client):
     posted(client, {"elements": [{"_id": "C", "FWD": curve("2021-07-01", [("M01", 1), ("M02", 2)])}]})
-    posted(client, {"elements": [
-        {"_id": "C", "FWD": curve("2021-07-01", [("M01", 10)])},  # replaces the stored M01, M02
-        {"_id": "C", "FWD": curve("2021-07-01", [("M03", 30)], _merge=True)},  # merges over the element above
-        {"_id": "D", "FWD": curve("2021-07-01", [("M01", 5)], _merge=True)},
-        {"_id": "D", "FWD": curve("2021-07-01", [("M01", 6), ("M02", 7)], _merge=True)},
-    ]})
+    posted(
+        client,
+        {
+            "elements": [
+                {"_id": "C", "FWD": curve("2021-07-01", [("M01", 10)])},  # replaces the stored M01, M02
+                {"_id": "C", "FWD": curve("2021-07-01", [("M03", 30)], _merge=True)},  # merges over the element above
+                {"_id": "D", "FWD": curve("2021-07-01", [("M01", 5)], _merge=True)},
+                {"_id": "D", "FWD": curve("2021-07-01", [("M01", 6), ("M02", 7)], _merge=True)},
+            ]
+        },
+    )
     assert [c["tenor"] for c in data(client, "C:FWD")["contracts"]] == ["M01", "M03"]
     assert data(client, "D:FWD")["contracts"] == [{"tenor": "M01", "value": 6}, {"tenor": "M02", "value": 7}]
 
 
 def test_matrix_by_date(client):
     posted(client, {"elements": [{"_id": "M", "VOLS": {"_type": "VarMatrix", "ondate": "2021-07-01", "data": [[1]]}}]})
-    posted(client, {"elements": [{"_id": "M", "VOLS": {"_type": "VarMatrix", "ondate": {"curveDate": "2021-07-02"}, "data": [[2]]}}]})
-    posted(client, {"elements": [{"_id": "M", "VOLS": {"_type": "VarMatrix", "ondate": "2021-07-01", "data": [[3, 3]]}}]})
+    posted(
+        client,
+        {
+            "elements": [
+                {"_id": "M", "VOLS": {"_type": "VarMatrix", "ondate": {"curveDate": "2021-07-02"}, "data": [[2]]}}
+            ]
+        },
+    )
+    posted(
+        client, {"elements": [{"_id": "M", "VOLS": {"_type": "VarMatrix", "ondate": "2021-07-01", "data": [[3, 3]]}}]}
+    )
     assert data(client, "M:VOLS")["data"] == [[2]]
     assert data(client, "M:VOLS")["_id"] == "M:VOLS:2021-07-02"
     assert data(client, "M:VOLS:2021-07-01")["data"] == [[3, 3]]
@@ -367,32 +538,81 @@ def test_matrix_by_date(client):
 
 
 def test_events_upsert_defaults_top_level_and_paging(client, db_url):
-    posted(client, {"elements": [{"_id": "G", "name": "gas", "OUTAGES": [
-        {"_type": "VarEvent", "_id": "e1", "eventtime": "2021-07-01T10:00:00Z", "mw": 100},
-        {"_type": "VarEvent", "eventid": "e2", "eventtime": "2021-07-02T10:00:00Z", "eventtype": "#Outage",
-         "eventstart": "2021-07-02T00:00:00Z", "eventend": "2021-07-04T00:00:00Z"},
-    ]}]})
+    posted(
+        client,
+        {
+            "elements": [
+                {
+                    "_id": "G",
+                    "name": "gas",
+                    "OUTAGES": [
+                        {"_type": "VarEvent", "_id": "e1", "eventtime": "2021-07-01T10:00:00Z", "mw": 100},
+                        {
+                            "_type": "VarEvent",
+                            "eventid": "e2",
+                            "eventtime": "2021-07-02T10:00:00Z",
+                            "eventtype": "#Outage",
+                            "eventstart": "2021-07-02T00:00:00Z",
+                            "eventend": "2021-07-04T00:00:00Z",
+                        },
+                    ],
+                }
+            ]
+        },
+    )
     total, items = events(client, "G:OUTAGES")
     assert total == 2 and [e["_id"] for e in items] == ["e2", "e1"]
-    assert items[1] == {"_type": "VarEvent", "_id": "e1", "eventtime": "2021-07-01T10:00:00Z", "mw": 100,
-                        "eventstart": "2021-07-01T10:00:00Z", "eventend": "2021-07-01T10:00:00Z", "eventtype": "#Event"}
+    assert items[1] == {
+        "_type": "VarEvent",
+        "_id": "e1",
+        "eventtime": "2021-07-01T10:00:00Z",
+        "mw": 100,
+        "eventstart": "2021-07-01T10:00:00Z",
+        "eventend": "2021-07-01T10:00:00Z",
+        "eventtype": "#Event",
+    }
     assert (items[0]["eventtype"], items[0]["eventstart"], items[0]["eventend"]) == (
-        "#Outage", "2021-07-02T00:00:00Z", "2021-07-04T00:00:00Z")
+        "#Outage",
+        "2021-07-02T00:00:00Z",
+        "2021-07-04T00:00:00Z",
+    )
 
     # re-sent: changed, not duplicated
-    resent = posted(client, {"elements": [{"_id": "G", "OUTAGES": [
-        {"_type": "VarEvent", "_id": "e1", "eventtime": "2021-07-05T10:00:00Z", "mw": 50}]}]})
+    resent = posted(
+        client,
+        {
+            "elements": [
+                {
+                    "_id": "G",
+                    "OUTAGES": [{"_type": "VarEvent", "_id": "e1", "eventtime": "2021-07-05T10:00:00Z", "mw": 50}],
+                }
+            ]
+        },
+    )
     assert resent["summary"]["events"] == {"2021-07-05": ["G:OUTAGES"]}
     total, items = events(client, "G:OUTAGES")
     assert total == 2 and [e["_id"] for e in items] == ["e1", "e2"]
-    assert items[0] == {"_type": "VarEvent", "_id": "e1", "eventtime": "2021-07-05T10:00:00Z", "mw": 50,
-                        "eventstart": "2021-07-05T10:00:00Z", "eventend": "2021-07-05T10:00:00Z", "eventtype": "#Event"}
+    assert items[0] == {
+        "_type": "VarEvent",
+        "_id": "e1",
+        "eventtime": "2021-07-05T10:00:00Z",
+        "mw": 50,
+        "eventstart": "2021-07-05T10:00:00Z",
+        "eventend": "2021-07-05T10:00:00Z",
+        "eventtype": "#Event",
+    }
     assert db_rows(db_url, "SELECT count(*) FROM events WHERE object_id = 'G'") == [(2,)]
     assert get_object(client, "G")["_version"] == 2
 
     # a top-level event into the existing object
-    top = posted(client, {"elements": [
-        {"_type": "VarEvent", "_id": "e3", "event": "G:OUTAGES", "eventtime": "2021-07-03T00:00:00Z", "mw": 7}]})
+    top = posted(
+        client,
+        {
+            "elements": [
+                {"_type": "VarEvent", "_id": "e3", "event": "G:OUTAGES", "eventtime": "2021-07-03T00:00:00Z", "mw": 7}
+            ]
+        },
+    )
     assert top["status"] == "success"
     assert top["summary"] == {**EMPTY_SUMMARY, "events": {"2021-07-03": ["G:OUTAGES"]}}
     assert top["message"] == "Updated 1 object, 1 event list for 2021-07-03"
@@ -401,13 +621,25 @@ def test_events_upsert_defaults_top_level_and_paging(client, db_url):
     assert obj["OUTAGES"] == {"_type": "VarEventList", "_ref": "/api/event/v1/private/G:OUTAGES"}
     total, items = events(client, "G:OUTAGES")
     assert total == 3 and [e["_id"] for e in items] == ["e1", "e3", "e2"]
-    assert items[1] == {"_type": "VarEvent", "_id": "e3", "eventtime": "2021-07-03T00:00:00Z", "mw": 7,
-                        "eventstart": "2021-07-03T00:00:00Z", "eventend": "2021-07-03T00:00:00Z", "eventtype": "#Event"}
+    assert items[1] == {
+        "_type": "VarEvent",
+        "_id": "e3",
+        "eventtime": "2021-07-03T00:00:00Z",
+        "mw": 7,
+        "eventstart": "2021-07-03T00:00:00Z",
+        "eventend": "2021-07-03T00:00:00Z",
+        "eventtype": "#Event",
+    }
     # a top-level event may target a new list of an object written earlier in the same batch
-    posted(client, {"elements": [
-        {"_id": "H", "kind": "new"},
-        {"_type": "VarEvent", "eventid": "h1", "event": "H:TRIPS", "eventtime": "2021-07-01"},
-    ]})
+    posted(
+        client,
+        {
+            "elements": [
+                {"_id": "H", "kind": "new"},
+                {"_type": "VarEvent", "eventid": "h1", "event": "H:TRIPS", "eventtime": "2021-07-01"},
+            ]
+        },
+    )
     assert events(client, "H:TRIPS")[1][0]["_id"] == "h1"
 
     # paging, sorting and filtering of the list
@@ -430,35 +662,49 @@ def test_events_upsert_defaults_top_level_and_paging(client, db_url):
 INVALID = {
     "curve-without-date": (
         {"_id": "BAD", "FWD": {"_type": "VarCurve", "contracts": [{"tenor": "M01", "value": 1}]}},
-        "BAD", "property 'FWD': curve has no curve date (ondate.curveDate)",
+        "BAD",
+        "property 'FWD': curve has no curve date (ondate.curveDate)",
     ),
     "curve-date-object-without-curveDate": (
         {"_id": "BAD", "FWD": {"_type": "VarCurve", "ondate": {"_type": "VarCurveDate"}, "contracts": []}},
-        "BAD", "property 'FWD': curve has no curve date (ondate.curveDate)",
+        "BAD",
+        "property 'FWD': curve has no curve date (ondate.curveDate)",
     ),
     "observation-without-time": (
         {"_id": "BAD", "PRICE": {"_type": "VarTimeSeries", "data": [{"time": "2021-07-01", "value": 1}, {"value": 2}]}},
-        "BAD", "property 'PRICE': observation #1 has no time",
+        "BAD",
+        "property 'PRICE': observation #1 has no time",
     ),
     "unparseable-time": (
         {"_id": "BAD", "PRICE": {"_type": "VarTimeSeries", "data": [{"time": "2021-13-45", "value": 1}]}},
-        "BAD", "property 'PRICE': observation #0 time '2021-13-45' is not an ISO-8601 date or date-time",
+        "BAD",
+        "property 'PRICE': observation #0 time '2021-13-45' is not an ISO-8601 date or date-time",
     ),
     "event-without-eventtime": (
-        {"_id": "BAD", "OUTAGES": [{"_type": "VarEvent", "_id": "ok", "eventtime": "2021-07-01"}, {"_type": "VarEvent", "_id": "e1"}]},
-        "BAD", "property 'OUTAGES': event 'e1' has no eventtime",
+        {
+            "_id": "BAD",
+            "OUTAGES": [
+                {"_type": "VarEvent", "_id": "ok", "eventtime": "2021-07-01"},
+                {"_type": "VarEvent", "_id": "e1"},
+            ],
+        },
+        "BAD",
+        "property 'OUTAGES': event 'e1' has no eventtime",
     ),
     "top-level-event-object-missing": (
         {"_type": "VarEvent", "_id": "ev1", "event": "BAD:OUTAGES", "eventtime": "2021-07-01T00:00:00Z"},
-        "ev1", "event object 'BAD' does not exist",
+        "ev1",
+        "event object 'BAD' does not exist",
     ),
     "top-level-event-malformed": (
         {"_type": "VarEvent", "_id": "ev2", "event": "BAD", "eventtime": "2021-07-01T00:00:00Z"},
-        "ev2", "event must be 'OBJECT:LIST' (the object id and its event-list property)",
+        "ev2",
+        "event must be 'OBJECT:LIST' (the object id and its event-list property)",
     ),
     "top-level-event-without-eventtime": (
         {"_type": "VarEvent", "_id": "ev3", "event": "GOOD:OUTAGES"},
-        "ev3", "property 'OUTAGES': event 'ev3' has no eventtime",
+        "ev3",
+        "property 'OUTAGES': event 'ev3' has no eventtime",
     ),
 }
 GOOD = {"_id": "GOOD", "PRICE": series([("2021-07-01", 1)]), "FWD": curve("2021-07-01", [("M01", 1)])}
@@ -471,7 +717,10 @@ def test_invalid_typed_data_is_an_element_failure(client, db_url, case):
     assert summary["status"] == "warning"
     assert summary["message"] == "1 of 2 elements failed"
     assert summary["summary"] == {
-        "curves": {"2021-07-01": ["GOOD:FWD"]}, "series": {"2021-07-01": ["GOOD:PRICE"]}, "matrix": {}, "events": {},
+        "curves": {"2021-07-01": ["GOOD:FWD"]},
+        "series": {"2021-07-01": ["GOOD:PRICE"]},
+        "matrix": {},
+        "events": {},
         "failures": {label: reason},
     }
     read(client, "/api/object/v1/private/BAD", status=404)
@@ -506,18 +755,23 @@ def test_only_invalid_elements_fail_the_batch(client, db_url):
 
 
 def test_other_invalid_shapes(client, db_url):
-    summary = posted(client, {"elements": [
-        {"_id": "OK", "v": 1},
-        {"_id": "B1", "PRICE": {"_type": "VarTimeSeries", "data": {"time": "2021-07-01"}}},
-        {"_id": "B2", "PRICE": {"_type": "VarTimeSeries", "data": [5]}},
-        {"_id": "B3", "FWD": {"_type": "VarCurve", "ondate": "July 1st", "contracts": []}},
-        {"_id": "B4", "FWD": {"_type": "VarCurve", "ondate": "2021-07-01", "contracts": {"M01": 1}}},
-        {"_id": "B5", "VOLS": {"_type": "VarMatrix", "data": [[1]]}},
-        {"_id": "B6", "E": [{"_type": "VarEvent", "eventtime": "2021-07-01"}]},
-        {"_id": "B7", "E": [{"_type": "VarEvent", "_id": "x", "eventtime": "2021-07-01"}, {"not": "an event"}]},
-        {"_id": "B8", "E": [{"_type": "VarEvent", "_id": "x", "eventtime": "2021-07-01", "eventend": "soon"}]},
-        {"_id": "B9", "PRICE": {"_type": "VarTimeSeries", "data": [{"time": 20210701, "value": 1}]}},
-    ]})
+    summary = posted(
+        client,
+        {
+            "elements": [
+                {"_id": "OK", "v": 1},
+                {"_id": "B1", "PRICE": {"_type": "VarTimeSeries", "data": {"time": "2021-07-01"}}},
+                {"_id": "B2", "PRICE": {"_type": "VarTimeSeries", "data": [5]}},
+                {"_id": "B3", "FWD": {"_type": "VarCurve", "ondate": "July 1st", "contracts": []}},
+                {"_id": "B4", "FWD": {"_type": "VarCurve", "ondate": "2021-07-01", "contracts": {"M01": 1}}},
+                {"_id": "B5", "VOLS": {"_type": "VarMatrix", "data": [[1]]}},
+                {"_id": "B6", "E": [{"_type": "VarEvent", "eventtime": "2021-07-01"}]},
+                {"_id": "B7", "E": [{"_type": "VarEvent", "_id": "x", "eventtime": "2021-07-01"}, {"not": "an event"}]},
+                {"_id": "B8", "E": [{"_type": "VarEvent", "_id": "x", "eventtime": "2021-07-01", "eventend": "soon"}]},
+                {"_id": "B9", "PRICE": {"_type": "VarTimeSeries", "data": [{"time": 20210701, "value": 1}]}},
+            ]
+        },
+    )
     failures = summary["summary"]["failures"]
     assert failures == {
         "B1": "property 'PRICE': data must be an array of observations",
@@ -539,16 +793,28 @@ def test_other_invalid_shapes(client, db_url):
 
 
 def test_repost_is_a_replay_that_applies_nothing(client, db_url):
-    batch = {"_id": "typed-replay", "elements": [
-        {"_id": "R", "PRICE": series([("2021-07-01", 1), ("2021-07-02", 2)]), "FWD": curve("2021-07-01", [("M01", 1)]),
-         "E": [{"_type": "VarEvent", "_id": "e", "eventtime": "2021-07-01"}]},
-        {"_type": "VarEvent", "_id": "e2", "event": "R:E", "eventtime": "2021-07-02"},
-    ]}
+    batch = {
+        "_id": "typed-replay",
+        "elements": [
+            {
+                "_id": "R",
+                "PRICE": series([("2021-07-01", 1), ("2021-07-02", 2)]),
+                "FWD": curve("2021-07-01", [("M01", 1)]),
+                "E": [{"_type": "VarEvent", "_id": "e", "eventtime": "2021-07-01"}],
+            },
+            {"_type": "VarEvent", "_id": "e2", "event": "R:E", "eventtime": "2021-07-02"},
+        ],
+    }
     first = posted(client, batch)
+
     def versions():
-        return db_rows(db_url, """
+        return db_rows(
+            db_url,
+            """
         SELECT 'o', xmin::text FROM objects UNION ALL SELECT 's', xmin::text FROM series_points
-        UNION ALL SELECT 'c', xmin::text FROM curves UNION ALL SELECT 'e', xmin::text FROM events ORDER BY 1, 2""")
+        UNION ALL SELECT 'c', xmin::text FROM curves UNION ALL SELECT 'e', xmin::text FROM events ORDER BY 1, 2""",
+        )
+
     before = versions()
     assert len(before) == 1 + 2 + 1 + 2
     again = post(client, batch)
@@ -572,15 +838,35 @@ def test_failed_typed_batch_can_be_retried(client):
 
 
 def test_data_routes_are_per_tenant(client):
-    posted(client, {"elements": [{"_id": "T", "PRICE": series([("2021-07-01", 1)]), "FWD": curve("2021-07-01", [("M01", 1)]),
-                                  "E": [{"_type": "VarEvent", "_id": "e", "eventtime": "2021-07-01"}]}]})
+    posted(
+        client,
+        {
+            "elements": [
+                {
+                    "_id": "T",
+                    "PRICE": series([("2021-07-01", 1)]),
+                    "FWD": curve("2021-07-01", [("M01", 1)]),
+                    "E": [{"_type": "VarEvent", "_id": "e", "eventtime": "2021-07-01"}],
+                }
+            ]
+        },
+    )
     other = auth(tenant="tenant-b")
-    for path in ("/api/data/v1/private/T:PRICE", "/api/data/v1/all/T:PRICE", "/api/data/v1/private/T:FWD",
-                 "/api/data/v1/private/T:FWD:2021-07-01", "/api/event/v1/private/T:E", "/api/object/v1/private/T"):
+    for path in (
+        "/api/data/v1/private/T:PRICE",
+        "/api/data/v1/all/T:PRICE",
+        "/api/data/v1/private/T:FWD",
+        "/api/data/v1/private/T:FWD:2021-07-01",
+        "/api/event/v1/private/T:E",
+        "/api/object/v1/private/T",
+    ):
         assert_error(client.get(path, headers=other), 404)
     # a top-level event of tenant b cannot target tenant a's object
-    failed = post(client, {"elements": [{"_type": "VarEvent", "_id": "x", "event": "T:E", "eventtime": "2021-07-02"}]},
-                  headers=other)
+    failed = post(
+        client,
+        {"elements": [{"_type": "VarEvent", "_id": "x", "event": "T:E", "eventtime": "2021-07-02"}]},
+        headers=other,
+    )
     assert failed.status_code == 422
     assert failed.get_json()["summary"]["failures"] == {"x": "event object 'T' does not exist"}
     # tenant b's own T is separate
@@ -592,15 +878,28 @@ def test_data_routes_are_per_tenant(client):
 
 def test_data_routes_are_per_environment(client):
     staging = auth(environment="staging")
-    posted(client, {"elements": [{"_id": "ENV", "PRICE": series([("2021-07-01", 1)]),
-                                  "E": [{"_type": "VarEvent", "_id": "e", "eventtime": "2021-07-01"}]}]}, headers=staging)
+    posted(
+        client,
+        {
+            "elements": [
+                {
+                    "_id": "ENV",
+                    "PRICE": series([("2021-07-01", 1)]),
+                    "E": [{"_type": "VarEvent", "_id": "e", "eventtime": "2021-07-01"}],
+                }
+            ]
+        },
+        headers=staging,
+    )
     assert data(client, "ENV:PRICE", headers=staging)["data"] == [{"time": "2021-07-01", "value": 1}]
     assert events(client, "ENV:E", headers=staging)[0] == 1
     assert_error(client.get("/api/data/v1/private/ENV:PRICE", headers=auth()), 404)
     assert_error(client.get("/api/event/v1/private/ENV:E", headers=auth()), 404)
     assert_error(client.get("/api/data/v1/private/ENV:PRICE", headers=auth(environment="dev")), 404)
     # production's own ENV, and a top-level event there cannot see staging's object
-    failed = post(client, {"elements": [{"_type": "VarEvent", "_id": "x", "event": "ENV:E", "eventtime": "2021-07-02"}]})
+    failed = post(
+        client, {"elements": [{"_type": "VarEvent", "_id": "x", "event": "ENV:E", "eventtime": "2021-07-02"}]}
+    )
     assert failed.status_code == 422
     posted(client, {"elements": [{"_id": "ENV", "PRICE": series([("2021-07-02", 5)])}]})
     assert data(client, "ENV:PRICE")["data"] == [{"time": "2021-07-02", "value": 5}]
@@ -640,9 +939,12 @@ def _flush_app_stats(app, db_url):
 
 
 def _table_stats(db_url) -> dict:
-    row = db_rows(db_url, """
+    row = db_rows(
+        db_url,
+        """
         SELECT n_tup_ins, n_tup_upd, n_tup_del, n_tup_hot_upd, seq_scan
-        FROM pg_stat_user_tables WHERE relname = 'series_points'""")[0]
+        FROM pg_stat_user_tables WHERE relname = 'series_points'""",
+    )[0]
     return dict(zip(("ins", "upd", "del", "hot_upd", "seq_scan"), row, strict=True))
 
 
@@ -662,9 +964,13 @@ def _quiet(db_url, sql, params=()) -> list[tuple]:
 
 
 def _old_rows_fingerprint(db_url, before) -> tuple:
-    return _quiet(db_url, """
+    return _quiet(
+        db_url,
+        """
         SELECT count(*), md5(string_agg(ctid::text || '/' || xmin::text || '/' || md5(point::text), ',' ORDER BY time))
-        FROM series_points WHERE object_id = 'BIG' AND time < %s""", (before,))[0]
+        FROM series_points WHERE object_id = 'BIG' AND time < %s""",
+        (before,),
+    )[0]
 
 
 SEED_SQL = """
@@ -689,8 +995,13 @@ def test_appending_to_a_large_series_does_not_rewrite_it(client, app, db_url):
 
     times = [first_new + timedelta(hours=n) for n in range(NEW_POINTS)]
     points = [{"time": t.strftime("%Y-%m-%dT%H:%M:%SZ"), "value": -n} for n, t in enumerate(times)]
-    summary = posted(client, {"_id": "append-1k", "elements": [
-        {"_id": "BIG", "PRICE": {"_type": "VarTimeSeries", "units": "USD", "data": points}}]})
+    summary = posted(
+        client,
+        {
+            "_id": "append-1k",
+            "elements": [{"_id": "BIG", "PRICE": {"_type": "VarTimeSeries", "units": "USD", "data": points}}],
+        },
+    )
 
     # table statistics of the app's work alone: 1,000 inserts, no update, no delete, no sequential scan
     _flush_app_stats(app, db_url)
@@ -706,20 +1017,33 @@ def test_appending_to_a_large_series_does_not_rewrite_it(client, app, db_url):
     days = sorted({t.date().isoformat() for t in times})
     assert summary["summary"]["series"] == {day: ["BIG:PRICE"] for day in days}
     assert summary["message"] == f"Updated 1 object, 1 series for {days[0]} to {days[-1]}"
-    assert db_rows(db_url, "SELECT count(*) FROM series_points WHERE object_id = 'BIG'") == [(SEED_POINTS + NEW_POINTS,)]
+    assert db_rows(db_url, "SELECT count(*) FROM series_points WHERE object_id = 'BIG'") == [
+        (SEED_POINTS + NEW_POINTS,)
+    ]
     # the stored rows are physically untouched: same tuple (ctid), same writing transaction (xmin), same content
     assert _old_rows_fingerprint(db_url, first_new) == old_before
     # the new rows came from one transaction that wrote nothing else in the table
-    assert db_rows(db_url, """
+    assert db_rows(
+        db_url,
+        """
         SELECT count(*) FROM series_points
         WHERE xmin::text = (SELECT xmin::text FROM series_points WHERE object_id = 'BIG' AND time = %s)""",
-                   (first_new,)) == [(NEW_POINTS,)]
+        (first_new,),
+    ) == [(NEW_POINTS,)]
 
     last = data(client, "BIG:PRICE", _range="last(2)")
-    assert last == {"_id": "BIG:PRICE", "_type": "VarTimeSeries", "calendar": "hourly", "units": "USD", "data": points[-2:]}
+    assert last == {
+        "_id": "BIG:PRICE",
+        "_type": "VarTimeSeries",
+        "calendar": "hourly",
+        "units": "USD",
+        "data": points[-2:],
+    }
     assert data(client, "BIG:PRICE", _range="between(2000-01-01T00:00:00Z,2000-01-01T02:00:00Z)")["data"] == [
-        {"time": "2000-01-01T00:00:00Z", "value": 0}, {"time": "2000-01-01T01:00:00Z", "value": 1},
-        {"time": "2000-01-01T02:00:00Z", "value": 2}]
+        {"time": "2000-01-01T00:00:00Z", "value": 0},
+        {"time": "2000-01-01T01:00:00Z", "value": 1},
+        {"time": "2000-01-01T02:00:00Z", "value": 2},
+    ]
     assert get_object(client, "BIG")["_version"] == 2
 
 
@@ -758,18 +1082,34 @@ def test_sdk_reads_a_series_with_a_range(odsl_sdk, data_server, db_url, capsys):
     o.url = data_server.url + "/api/"
     o.loginWithToken(make_token(tenant="sdk-data-tenant", user="sdk@example.com"))
     try:
-        o.update("batch", "private", {"_id": "sdk-data", "elements": [
-            {"_id": "SDK.OBJ", "PRICE": series([("2021-07-01", 1), ("2021-07-02", 2), ("2021-07-03", 3)], units="EUR")},
-            {"_type": "VarEvent", "_id": "s1", "event": "SDK.OBJ:EVENTS", "eventtime": "2021-07-01T00:00:00Z"},
-        ]})
+        o.update(
+            "batch",
+            "private",
+            {
+                "_id": "sdk-data",
+                "elements": [
+                    {
+                        "_id": "SDK.OBJ",
+                        "PRICE": series([("2021-07-01", 1), ("2021-07-02", 2), ("2021-07-03", 3)], units="EUR"),
+                    },
+                    {"_type": "VarEvent", "_id": "s1", "event": "SDK.OBJ:EVENTS", "eventtime": "2021-07-01T00:00:00Z"},
+                ],
+            },
+        )
         assert capsys.readouterr().out.split() == ["201"]
         got = o.get("data", "private", "SDK.OBJ:PRICE", {"_range": "last(2)"})
-        assert got == {"_id": "SDK.OBJ:PRICE", "_type": "VarTimeSeries", "units": "EUR",
-                       "data": [{"time": "2021-07-02", "value": 2}, {"time": "2021-07-03", "value": 3}]}
+        assert got == {
+            "_id": "SDK.OBJ:PRICE",
+            "_type": "VarTimeSeries",
+            "units": "EUR",
+            "data": [{"time": "2021-07-02", "value": 2}, {"time": "2021-07-03", "value": 3}],
+        }
         assert o.get("event", "private", "SDK.OBJ:EVENTS")[0]["_id"] == "s1"
         assert o.get("object", "private", "SDK.OBJ")["PRICE"]["_ref"] == "/api/data/v1/private/SDK.OBJ:PRICE"
         summary = o.get("batch", "private", "sdk-data")
-        assert summary["summary"]["series"] == {d: ["SDK.OBJ:PRICE"] for d in ("2021-07-01", "2021-07-02", "2021-07-03")}
+        assert summary["summary"]["series"] == {
+            d: ["SDK.OBJ:PRICE"] for d in ("2021-07-01", "2021-07-02", "2021-07-03")
+        }
         missing = o.get("data", "private", "SDK.OBJ:NOPE")
         assert isinstance(missing, str) and "ODSL error 404: [404]" in capsys.readouterr().out
         bad = o.get("data", "private", "SDK.OBJ:PRICE", {"_range": "last(zero)"})

@@ -13,7 +13,15 @@ from marshmallow import ValidationError
 from batchsvc import __version__, build_id
 from batchsvc.api import docs
 from batchsvc.api.http import (
-    check_source, json_response, list_response, principal, query_params, read_body, scope, services, settings,
+    check_source,
+    json_response,
+    list_response,
+    principal,
+    query_params,
+    read_body,
+    scope,
+    services,
+    settings,
 )
 from batchsvc.api.schemas import BatchSummarySchema, BuildInfoSchema, VarBatchSchema
 from batchsvc.core import summaries
@@ -97,8 +105,12 @@ def submit():
     config = settings()
     batch = _batch_request(read_body(config.max_body_bytes))
     outcome = apply_batch(
-        services().database.transaction, where, caller, batch,
-        max_elements=config.max_elements, attempts=config.retry_attempts,
+        services().database.transaction,
+        where,
+        caller,
+        batch,
+        max_elements=config.max_elements,
+        attempts=config.retry_attempts,
     )
     if outcome.kind == CREATED:
         return json_response(outcome.summary, 201, {"Location": f"/api/batch/v1/{batch.id}"})

@@ -13,8 +13,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from batchsvc.auth import AuthError
-from batchsvc.db import ConnectionLost
 from batchsvc.core.errors import Busy, Conflict, DomainError, Forbidden, InvalidInput, NotFound, TooLarge, Unavailable
+from batchsvc.db import ConnectionLost
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,19 @@ def _domain_error(exc: DomainError) -> Response:
 
 def _auth_error(exc: AuthError) -> Response:
     detail = str(exc).replace('"', "'")
-    return error_response(401, str(exc), headers={"WWW-Authenticate": f'Bearer realm="batchsvc", error="invalid_token", error_description="{detail}"'})
+    return error_response(
+        401,
+        str(exc),
+        headers={"WWW-Authenticate": f'Bearer realm="batchsvc", error="invalid_token", error_description="{detail}"'},
+    )
 
 
 def _database_down(exc: Exception) -> Response:
     if getattr(getattr(exc, "orig", exc), "pgcode", None) == "57014":  # query_canceled: statement timeout
         log.warning("statement timeout: %s", exc.__class__.__name__)
         return error_response(
-            503, "the database did not finish in time (statement timeout); retry later or send a smaller batch",
+            503,
+            "the database did not finish in time (statement timeout); retry later or send a smaller batch",
             headers={"Retry-After": "5"},
         )
     log.warning("database unavailable: %s", exc.__class__.__name__)

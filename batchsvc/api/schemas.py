@@ -31,8 +31,12 @@ class VarBatchSchema(Schema):
         unknown = EXCLUDE
 
     _id = fields.String(data_key="_id", attribute="id", validate=BATCH_ID)
-    _type = fields.String(data_key="_type", attribute="type", validate=validate.Equal("VarBatch", error="_type must be \"VarBatch\""))
-    elements = fields.Raw(required=True, validate=_non_empty_list, metadata={"type": "array", "minItems": 1, "items": ELEMENT_DOC})
+    _type = fields.String(
+        data_key="_type", attribute="type", validate=validate.Equal("VarBatch", error='_type must be "VarBatch"')
+    )
+    elements = fields.Raw(
+        required=True, validate=_non_empty_list, metadata={"type": "array", "minItems": 1, "items": ELEMENT_DOC}
+    )
     name = _text()
     service = _text()
     loader = _text()

@@ -4,23 +4,39 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable, ContextManager
+from datetime import UTC, datetime
 
 import psycopg2
 
 from batchsvc.core import summaries
-from batchsvc.db import ConnectionLost
+from batchsvc.core.documents import element_label
 from batchsvc.core.errors import Busy, Conflict, TooLarge
 from batchsvc.core.identity import WRITE, Principal, Scope
-from batchsvc.core.documents import element_label
-from batchsvc.core.objects import SERVER_FIELDS, PendingWrite, is_public, lock_objects, strip_server_fields, upsert_objects
+from batchsvc.core.objects import (
+    SERVER_FIELDS,
+    PendingWrite,
+    is_public,
+    lock_objects,
+    strip_server_fields,
+    upsert_objects,
+)
 from batchsvc.core.summaries import FAILED, SummaryBuilder
 from batchsvc.core.typed import (
-    EVENT_LIST_TYPE, EVENT_TYPE, DataWrites, InvalidData, extract_data, merge_contracts, merge_headers,
-    normalise_event, stored_curves, write_data,
+    EVENT_LIST_TYPE,
+    EVENT_TYPE,
+    DataWrites,
+    InvalidData,
+    extract_data,
+    merge_contracts,
+    merge_headers,
+    normalise_event,
+    stored_curves,
+    write_data,
 )
+from batchsvc.db import ConnectionLost
 
 DEFAULT_REASON = "Update Batch"
 # serialization_failure, deadlock_detected, lock_not_available: safe to retry the whole batch
@@ -59,7 +75,7 @@ class Outcome:
 
 def utcnow() -> datetime:
     # Whole milliseconds, the precision timestamps are served in: a served value filters exactly.
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
@@ -99,7 +115,9 @@ def _event_element(index: int, element: dict, principal: Principal, builder: Sum
     except InvalidData as exc:
         builder.fail(label, str(exc))
         return None
-    return EventElement(label, object_id, prop, DataWrites(events={(prop, ident): (instant, stored)}, dates=[("events", day, prop)]))
+    return EventElement(
+        label, object_id, prop, DataWrites(events={(prop, ident): (instant, stored)}, dates=[("events", day, prop)])
+    )
 
 
 def plan_elements(batch: BatchRequest, principal: Principal) -> Plan:
@@ -201,8 +219,13 @@ def _resolve(cursor, scope: Scope, plan: Plan, builder: SummaryBuilder) -> Write
         if data:
             writes.data[ident] = data
 
-    merge_keys = [(o, p, d) for o, data in writes.data.items() if not pending.get(o, _NO_WRITE).replace
-                  for (p, d), (_, merge) in data.curves.items() if merge]
+    merge_keys = [
+        (o, p, d)
+        for o, data in writes.data.items()
+        if not pending.get(o, _NO_WRITE).replace
+        for (p, d), (_, merge) in data.curves.items()
+        if merge
+    ]
     for (o, p, d), curve in stored_curves(cursor, scope, merge_keys).items():
         new, merge = writes.data[o].curves[(p, d)]
         writes.data[o].curves[(p, d)] = (merge_contracts(curve, new), merge)
@@ -219,7 +242,7 @@ def _record_data(builder: SummaryBuilder, writes: Writes) -> None:
 
 
 def apply_batch(
-    transaction: Callable[[], ContextManager],
+    transaction: Callable[[], AbstractContextManager],
     scope: Scope,
     principal: Principal,
     batch: BatchRequest,
@@ -252,7 +275,9 @@ def apply_batch(
                 raise
             # Jittered exponential backoff: the competing transaction usually ends within ms.
             time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + random.random()))
-    raise Busy(f"batch {batch.id!r} could not be applied: the database kept reporting conflicts; retry later", retry_after=1)
+    raise Busy(
+        f"batch {batch.id!r} could not be applied: the database kept reporting conflicts; retry later", retry_after=1
+    )
 
 
 def _apply_once(cursor, scope: Scope, principal: Principal, batch: BatchRequest, plan: Plan, clock) -> Outcome:
@@ -273,8 +298,12 @@ def _apply_once(cursor, scope: Scope, principal: Principal, batch: BatchRequest,
     builder.public = any(is_public(row[0]) for row in writes.rows)
     finished = clock()
     doc = builder.render(
-        batch=batch, principal=principal, scope=scope, finished=finished,
-        written=len(writes.rows), atomic_abort=atomic_abort,
+        batch=batch,
+        principal=principal,
+        scope=scope,
+        finished=finished,
+        written=len(writes.rows),
+        atomic_abort=atomic_abort,
     )
     summaries.store(cursor, scope, doc, finished=finished, body_hash=batch.body_hash)
     return Outcome(CREATED if writes.rows else REJECTED, doc)

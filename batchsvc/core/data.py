@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -49,7 +49,7 @@ def _instant(text: str) -> datetime:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise InvalidInput(f"_range needs ISO-8601 dates, got {text[:40]!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _range_clause(raw: str | None):
@@ -74,8 +74,12 @@ def _range_clause(raw: str | None):
 
 
 def _keyed(model, scope: Scope, object_id: str, prop: str):
-    return (model.tenant == scope.tenant, model.environment == scope.environment,
-            model.object_id == object_id, model.property == prop)
+    return (
+        model.tenant == scope.tenant,
+        model.environment == scope.environment,
+        model.object_id == object_id,
+        model.property == prop,
+    )
 
 
 def get_data(session: Session, scope: Scope, source: str, ref: str, range_text: str | None = None) -> dict:
@@ -124,9 +128,12 @@ def list_events(session: Session, scope: Scope, source: str, ref: str, query: Li
         raise NotFound(f"event list {ref} not found")
     base = select(Event).where(*_keyed(Event, scope, object_id, prop))
     total, rows = apply_list_query(
-        session, base, query, field_for=_event_field, sortable=EVENT_FIELDS, search=(Event.event_id,),
+        session,
+        base,
+        query,
+        field_for=_event_field,
+        sortable=EVENT_FIELDS,
+        search=(Event.event_id,),
         default_sort=[(Event.eventtime, -1), (Event.event_id, 1)],
     )
     return total, [row.doc for row in rows]
-
-

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import orjson
@@ -71,18 +71,33 @@ ON CONFLICT (tenant, environment, id) DO UPDATE SET
     "user" = excluded."user",
     batch = excluded.batch
 """
-_UPSERT_TYPES = dict(tenant="text", environment="text", now="timestamptz", user="text", batch="text",
-                     ids="text[]", docs="text[]", writes="int[]")
+_UPSERT_TYPES = dict(
+    tenant="text",
+    environment="text",
+    now="timestamptz",
+    user="text",
+    batch="text",
+    ids="text[]",
+    docs="text[]",
+    writes="int[]",
+)
 _MERGE = prepared("batchsvc_merge_objects", _UPSERT.format(doc="o.doc || excluded.doc"), **_UPSERT_TYPES)
 _REPLACE = prepared("batchsvc_replace_objects", _UPSERT.format(doc="excluded.doc"), **_UPSERT_TYPES)
 # A batch mixing both modes upserts every row as a merge (one ordered pass, so it locks like any
 # other batch), then sets the replaced documents on rows it already holds: no new locks, no
 # deadlock. Two ordered passes of inserts would deadlock concurrent batches again and again.
-_SET_REPLACED = prepared("batchsvc_set_replaced_objects", """
+_SET_REPLACED = prepared(
+    "batchsvc_set_replaced_objects",
+    """
 UPDATE objects AS o SET doc = v.doc::jsonb
 FROM unnest(%(ids)s::text[], %(docs)s::text[]) AS v(id, doc)
 WHERE o.tenant = %(tenant)s AND o.environment = %(environment)s AND o.id = v.id
-""", tenant="text", environment="text", ids="text[]", docs="text[]")
+""",
+    tenant="text",
+    environment="text",
+    ids="text[]",
+    docs="text[]",
+)
 _LOCK_SQL = """
 SELECT id, CASE WHEN id = ANY(%(read)s) THEN doc END FROM objects
 WHERE tenant = %(tenant)s AND environment = %(environment)s AND id = ANY(%(ids)s)
@@ -92,11 +107,21 @@ ORDER BY id FOR UPDATE
 
 def lock_objects(cursor, scope: Scope, ids: list[str], read: set[str]) -> dict[str, dict | None]:
     """Lock the stored rows among `ids` in `_id` order; return id -> document (for ids in `read`)."""
-    cursor.execute(_LOCK_SQL, {"tenant": scope.tenant, "environment": scope.environment, "ids": sorted(ids), "read": sorted(read)})
+    cursor.execute(
+        _LOCK_SQL, {"tenant": scope.tenant, "environment": scope.environment, "ids": sorted(ids), "read": sorted(read)}
+    )
     return dict(cursor.fetchall())
 
 
-def upsert_objects(cursor: TransactionCursor, scope: Scope, rows: list[tuple[str, dict, int, bool]], *, user: str, batch_id: str, now: datetime) -> None:
+def upsert_objects(
+    cursor: TransactionCursor,
+    scope: Scope,
+    rows: list[tuple[str, dict, int, bool]],
+    *,
+    user: str,
+    batch_id: str,
+    now: datetime,
+) -> None:
     """Write a batch's objects, rows (id, doc, writes, replace): one upsert, plus one update of
     the replaced documents when a batch mixes merge and replace; sent with the next statement."""
     if not rows:
@@ -104,16 +129,27 @@ def upsert_objects(cursor: TransactionCursor, scope: Scope, rows: list[tuple[str
     dumps = orjson.dumps
     docs = [dumps(row[1]).decode() for row in rows]
     params = {
-        "tenant": scope.tenant, "environment": scope.environment, "now": now, "user": user, "batch": batch_id,
-        "ids": text_array([row[0] for row in rows]), "docs": text_array(docs), "writes": int_array([row[2] for row in rows]),
+        "tenant": scope.tenant,
+        "environment": scope.environment,
+        "now": now,
+        "user": user,
+        "batch": batch_id,
+        "ids": text_array([row[0] for row in rows]),
+        "docs": text_array(docs),
+        "writes": int_array([row[2] for row in rows]),
     }
     replaced = [index for index, row in enumerate(rows) if row[3]]
     cursor.defer(_REPLACE if len(replaced) == len(rows) else _MERGE, params)
     if 0 < len(replaced) < len(rows):
-        cursor.defer(_SET_REPLACED, {
-            "tenant": scope.tenant, "environment": scope.environment,
-            "ids": text_array([rows[i][0] for i in replaced]), "docs": text_array([docs[i] for i in replaced]),
-        })
+        cursor.defer(
+            _SET_REPLACED,
+            {
+                "tenant": scope.tenant,
+                "environment": scope.environment,
+                "ids": text_array([rows[i][0] for i in replaced]),
+                "docs": text_array([docs[i] for i in replaced]),
+            },
+        )
 
 
 def render(obj: StoredObject) -> dict:
@@ -137,13 +173,17 @@ def render(obj: StoredObject) -> dict:
 
 def iso(moment: datetime) -> str:
     """ISO-8601 UTC with milliseconds and Z, the platform's timestamp form."""
-    moment = moment.astimezone(timezone.utc)
+    moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def get_object(session: Session, scope: Scope, source: str, object_id: str) -> dict:
     obj = session.get(StoredObject, (scope.tenant, scope.environment, object_id))
-    if obj is None or (source == "private" and is_public(object_id)) or (source == "public" and not is_public(object_id)):
+    if (
+        obj is None
+        or (source == "private" and is_public(object_id))
+        or (source == "public" and not is_public(object_id))
+    ):
         raise NotFound(f"object {object_id!r} not found")
     return render(obj)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 from sqlalchemy import Select, and_, false, func, not_, or_, select, true
@@ -84,7 +84,15 @@ def parse_list_query(params: dict[str, list[str]]) -> ListQuery:
             query.sort = _parse_sort(raw)
         elif name == "_search":
             query.search = raw
-        elif name.startswith("_") and name not in ("_id", "_type", "_version", "_created", "_timestamp", "_user", "_batch"):
+        elif name.startswith("_") and name not in (
+            "_id",
+            "_type",
+            "_version",
+            "_created",
+            "_timestamp",
+            "_user",
+            "_batch",
+        ):
             raise InvalidInput(f"unknown query parameter {name[:64]!r}")
         elif not _FIELD_NAME.match(name):
             raise InvalidInput(f"invalid filter field {name[:64]!r}")
@@ -110,7 +118,7 @@ def _convert(field_name: str, spec: Field, raw: str):
             moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
         except ValueError:
             raise InvalidInput(f"filter {field_name!r} needs an ISO-8601 date or time, got {raw[:40]!r}") from None
-        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     return raw
 
 
@@ -152,7 +160,9 @@ def source_clause(id_column, source: str):
     return true() if source == "all" else false()
 
 
-def apply_list_query(session: Session, base: Select, query: ListQuery, *, field_for, sortable: dict, search, default_sort):
+def apply_list_query(
+    session: Session, base: Select, query: ListQuery, *, field_for, sortable: dict, search, default_sort
+):
     """Run a list query: (total matches, one page of rows)."""
     clauses = [filter_clause(name, field_for(name), raw) for name, raw in query.filters]
     if query.search:

@@ -29,7 +29,7 @@ class SummaryBuilder:
         self.data: dict[str, dict[str, set[str]]] = {kind: defaultdict(set) for kind in DATA_KINDS}
         self.public = False
 
-    def copy(self) -> "SummaryBuilder":
+    def copy(self) -> SummaryBuilder:
         """A builder to fill in one transaction attempt, leaving the planned failures intact."""
         twin = SummaryBuilder()
         twin.failures = dict(self.failures)
@@ -55,8 +55,12 @@ class SummaryBuilder:
         updates = []
         if written:
             updates.append(f"{written} object{'s' if written != 1 else ''}")
-        for kind, one, many in (("series", "series", "series"), ("curves", "curve", "curves"),
-                                ("matrix", "matrix", "matrices"), ("events", "event list", "event lists")):
+        for kind, one, many in (
+            ("series", "series", "series"),
+            ("curves", "curve", "curves"),
+            ("matrix", "matrix", "matrices"),
+            ("events", "event list", "event lists"),
+        ):
             ids = set().union(*self.data[kind].values()) if self.data[kind] else set()
             if ids:
                 updates.append(f"{len(ids)} {one if len(ids) == 1 else many}")
@@ -70,7 +74,9 @@ class SummaryBuilder:
             text += f" for {dates[0]} to {dates[-1]}"
         return text
 
-    def render(self, *, batch, principal: Principal, scope: Scope, finished: datetime, written: int, atomic_abort: bool) -> dict:
+    def render(
+        self, *, batch, principal: Principal, scope: Scope, finished: datetime, written: int, atomic_abort: bool
+    ) -> dict:
         body = {kind: {date: sorted(ids) for date, ids in sorted(self.data[kind].items())} for kind in DATA_KINDS}
         body["failures"] = dict(self.failures)
         return {
@@ -106,20 +112,38 @@ class Claimed:
 # lock serialises concurrent posts of one batch id (the second waits, then replays), the row
 # lock guards against a concurrent delete. Both travel in one round trip, with BEGIN.
 _LOCK_ID = prepared("batchsvc_lock_batch_id", "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))", key="text")
-_CLAIM = prepared("batchsvc_claim_summary", """
+_CLAIM = prepared(
+    "batchsvc_claim_summary",
+    """
 SELECT status, body_hash, doc FROM batch_summaries
 WHERE tenant = %(tenant)s AND environment = %(environment)s AND id = %(id)s
 FOR UPDATE
-""", tenant="text", environment="text", id="text")
-_STORE = prepared("batchsvc_store_summary", """
+""",
+    tenant="text",
+    environment="text",
+    id="text",
+)
+_STORE = prepared(
+    "batchsvc_store_summary",
+    """
 INSERT INTO batch_summaries AS s (tenant, environment, id, timestamp, name, "user", status, source, body_hash, doc)
 VALUES (%(tenant)s, %(environment)s, %(id)s, %(timestamp)s, %(name)s, %(user)s, %(status)s, %(source)s,
         %(body_hash)s, %(doc)s)
 ON CONFLICT (tenant, environment, id) DO UPDATE SET
     timestamp = excluded.timestamp, name = excluded.name, "user" = excluded."user", status = excluded.status,
     source = excluded.source, body_hash = excluded.body_hash, doc = excluded.doc
-""", tenant="text", environment="text", id="text", timestamp="timestamptz", name="text", user="text",
-    status="text", source="text", body_hash="text", doc="jsonb")
+""",
+    tenant="text",
+    environment="text",
+    id="text",
+    timestamp="timestamptz",
+    name="text",
+    user="text",
+    status="text",
+    source="text",
+    body_hash="text",
+    doc="jsonb",
+)
 
 
 def claim(cursor: TransactionCursor, scope: Scope, batch_id: str) -> Claimed | None:
@@ -132,15 +156,27 @@ def claim(cursor: TransactionCursor, scope: Scope, batch_id: str) -> Claimed | N
 
 def store(cursor: TransactionCursor, scope: Scope, doc: dict, *, finished: datetime, body_hash: str) -> None:
     """Insert the summary, or overwrite a failed one under the same id (sent with the commit)."""
-    cursor.defer(_STORE, {
-        "tenant": scope.tenant, "environment": scope.environment, "id": doc["_id"], "timestamp": finished,
-        "name": doc["name"], "user": doc["user"], "status": doc["status"], "source": doc["source"],
-        "body_hash": body_hash, "doc": orjson.dumps(doc).decode(),
-    })
+    cursor.defer(
+        _STORE,
+        {
+            "tenant": scope.tenant,
+            "environment": scope.environment,
+            "id": doc["_id"],
+            "timestamp": finished,
+            "name": doc["name"],
+            "user": doc["user"],
+            "status": doc["status"],
+            "source": doc["source"],
+            "body_hash": body_hash,
+            "doc": orjson.dumps(doc).decode(),
+        },
+    )
 
 
 def _scoped(scope: Scope):
-    return select(BatchSummary).where(BatchSummary.tenant == scope.tenant, BatchSummary.environment == scope.environment)
+    return select(BatchSummary).where(
+        BatchSummary.tenant == scope.tenant, BatchSummary.environment == scope.environment
+    )
 
 
 def get_summary(session: Session, scope: Scope, batch_id: str, source: str = "all") -> dict:
@@ -160,7 +196,9 @@ def delete_summary(session: Session, scope: Scope, principal: Principal, batch_i
             raise Forbidden("only batch.admin may delete a batch summary created by another user")
         session.execute(
             delete(BatchSummary).where(
-                BatchSummary.tenant == scope.tenant, BatchSummary.environment == scope.environment, BatchSummary.id == batch_id
+                BatchSummary.tenant == scope.tenant,
+                BatchSummary.environment == scope.environment,
+                BatchSummary.id == batch_id,
             )
         )
 
@@ -177,7 +215,10 @@ SUMMARY_FIELDS = {
     "status": Field(BatchSummary.status, "text"),
     "source": Field(BatchSummary.source, "text"),
     "size": Field(BatchSummary.doc["size"].as_integer(), "int"),
-    **{name: _doc_text(name) for name in ("service", "reason", "loader", "correlationId", "description", "message", "environment", "history")},
+    **{
+        name: _doc_text(name)
+        for name in ("service", "reason", "loader", "correlationId", "description", "message", "environment", "history")
+    },
 }
 SUMMARY_SEARCH = tuple(BatchSummary.doc[name].astext for name in ("name", "service", "reason", "message"))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import orjson
 from psycopg2.extras import execute_values
@@ -37,8 +37,8 @@ def parse_time(value, what: str) -> tuple[datetime, str]:
         raise InvalidData(f"{what} {value[:40]!r} is not an ISO-8601 date or date-time") from None
     day = moment.date().isoformat()
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc), day
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC), day
 
 
 def parse_date(value, what: str) -> date:
@@ -68,7 +68,7 @@ class DataWrites:
     def __bool__(self) -> bool:
         return bool(self.points or self.curves or self.matrices or self.events or self.wipe_props)
 
-    def update(self, later: "DataWrites") -> None:
+    def update(self, later: DataWrites) -> None:
         """Fold a later element's data over this one (same object, same batch)."""
         for prop in later.wipe_props:
             self.points = {k: v for k, v in self.points.items() if k[0] != prop}
@@ -160,7 +160,13 @@ def normalise_event(prop: str, index: int, event) -> tuple[str, datetime, str, d
     for bound in ("eventstart", "eventend"):
         if bound in event:
             parse_time(event[bound], f"property {prop!r}: event {ident[:64]!r} {bound}")
-    stored = {"eventstart": event["eventtime"], "eventend": event["eventtime"], "eventtype": "#Event", **event, "_id": ident}
+    stored = {
+        "eventstart": event["eventtime"],
+        "eventend": event["eventtime"],
+        "eventtype": "#Event",
+        **event,
+        "_id": ident,
+    }
     return ident, instant, day, stored
 
 
@@ -173,7 +179,11 @@ def _events(prop: str, items: list, data: DataWrites) -> dict:
 
 
 def is_event_list(value) -> bool:
-    return isinstance(value, list) and bool(value) and any(isinstance(v, dict) and v.get("_type") == EVENT_TYPE for v in value)
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and any(isinstance(v, dict) and v.get("_type") == EVENT_TYPE for v in value)
+    )
 
 
 def extract_data(doc: dict) -> tuple[dict, DataWrites | None]:
@@ -231,7 +241,9 @@ def _values(cursor, sql: str, params: dict, rows: list) -> None:
 
 
 def _delete(cursor, scope: Scope, table: str, object_ids) -> None:
-    sql = f"DELETE FROM {table} WHERE tenant = %(tenant)s AND environment = %(environment)s AND object_id = ANY(%(ids)s)"
+    sql = (
+        f"DELETE FROM {table} WHERE tenant = %(tenant)s AND environment = %(environment)s AND object_id = ANY(%(ids)s)"
+    )
     cursor.execute(sql, {"tenant": scope.tenant, "environment": scope.environment, "ids": list(object_ids)})
 
 
@@ -250,32 +262,61 @@ def write_data(cursor, scope: Scope, wiped_objects: list[str], writes: dict[str,
         )
     dumps = orjson.dumps
     points = sorted(
-        ((obj, prop, instant, dumps(obs).decode()) for obj, data in writes.items() for (prop, instant), obs in data.points.items()),
+        (
+            (obj, prop, instant, dumps(obs).decode())
+            for obj, data in writes.items()
+            for (prop, instant), obs in data.points.items()
+        ),
         key=lambda row: row[:3],
     )
-    _values(cursor, """
+    _values(
+        cursor,
+        """
         INSERT INTO series_points (tenant, environment, object_id, property, time, point)
         SELECT %(tenant)s, %(environment)s, v.o, v.p, v.t, v.d::jsonb FROM (VALUES %%s) AS v(o, p, t, d)
         ON CONFLICT (tenant, environment, object_id, property, time) DO UPDATE SET point = excluded.point
-    """, params, points)
+    """,
+        params,
+        points,
+    )
     for table, key, rows in (
-        ("curves", "ondate", sorted((o, p, d, dumps(c).decode()) for o, w in writes.items() for (p, d), (c, _) in w.curves.items())),
-        ("matrices", "ondate", sorted((o, p, d, dumps(m).decode()) for o, w in writes.items() for (p, d), m in w.matrices.items())),
+        (
+            "curves",
+            "ondate",
+            sorted((o, p, d, dumps(c).decode()) for o, w in writes.items() for (p, d), (c, _) in w.curves.items()),
+        ),
+        (
+            "matrices",
+            "ondate",
+            sorted((o, p, d, dumps(m).decode()) for o, w in writes.items() for (p, d), m in w.matrices.items()),
+        ),
     ):
-        _values(cursor, f"""
+        _values(
+            cursor,
+            f"""
             INSERT INTO {table} (tenant, environment, object_id, property, {key}, doc)
             SELECT %(tenant)s, %(environment)s, v.o, v.p, v.k::date, v.d::jsonb FROM (VALUES %%s) AS v(o, p, k, d)
             ON CONFLICT (tenant, environment, object_id, property, {key}) DO UPDATE SET doc = excluded.doc
-        """, params, rows)
+        """,
+            params,
+            rows,
+        )
     events = sorted(
-        (o, p, ident, instant, dumps(e).decode()) for o, w in writes.items() for (p, ident), (instant, e) in w.events.items()
+        (o, p, ident, instant, dumps(e).decode())
+        for o, w in writes.items()
+        for (p, ident), (instant, e) in w.events.items()
     )
-    _values(cursor, """
+    _values(
+        cursor,
+        """
         INSERT INTO events (tenant, environment, object_id, property, event_id, eventtime, doc)
         SELECT %(tenant)s, %(environment)s, v.o, v.p, v.i, v.t, v.d::jsonb FROM (VALUES %%s) AS v(o, p, i, t, d)
         ON CONFLICT (tenant, environment, object_id, property, event_id) DO UPDATE
         SET eventtime = excluded.eventtime, doc = excluded.doc
-    """, params, events)
+    """,
+        params,
+        events,
+    )
 
 
 def stored_curves(cursor, scope: Scope, keys: list[tuple[str, str, date]]) -> dict:
@@ -285,8 +326,13 @@ def stored_curves(cursor, scope: Scope, keys: list[tuple[str, str, date]]) -> di
     cursor.execute(
         "SELECT object_id, property, ondate, doc FROM curves WHERE tenant = %(tenant)s AND environment = %(environment)s "
         "AND (object_id, property, ondate) IN (SELECT * FROM unnest(%(o)s::text[], %(p)s::text[], %(d)s::date[]))",
-        {"tenant": scope.tenant, "environment": scope.environment,
-         "o": [k[0] for k in keys], "p": [k[1] for k in keys], "d": [k[2] for k in keys]},
+        {
+            "tenant": scope.tenant,
+            "environment": scope.environment,
+            "o": [k[0] for k in keys],
+            "p": [k[1] for k in keys],
+            "d": [k[2] for k in keys],
+        },
     )
     found = {(o, p, d): doc for o, p, d, doc in cursor.fetchall()}
     return found
