@@ -51,54 +51,47 @@ class StoredObject(Base):
     __table_args__ = (Index("ix_objects_newest", "tenant", "environment", text("updated DESC"), "id"),)
 
 
-class SeriesPoint(Base):
+class DataRowKey:
+    """The key every data row starts with: whose, which object, which property."""
+
+    tenant: Mapped[str] = mapped_column(String(256), primary_key=True, sort_order=-4)
+    environment: Mapped[str] = mapped_column(String(64), primary_key=True, sort_order=-3)
+    object_id: Mapped[str] = mapped_column(String(256), primary_key=True, sort_order=-2)
+    property: Mapped[str] = mapped_column(Text, primary_key=True, sort_order=-1)
+
+
+class SeriesPoint(DataRowKey, Base):
     """One observation of a time series property; a series grows by rows, never rewritten."""
 
     __tablename__ = "series_points"
 
-    tenant: Mapped[str] = mapped_column(String(256), primary_key=True)
-    environment: Mapped[str] = mapped_column(String(64), primary_key=True)
-    object_id: Mapped[str] = mapped_column(String(256), primary_key=True)
-    property: Mapped[str] = mapped_column(Text, primary_key=True)
     time: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     point: Mapped[dict] = mapped_column(JSONB)
 
 
-class Curve(Base):
+class Curve(DataRowKey, Base):
     """One forward curve of a curve property: its contracts for one curve date."""
 
     __tablename__ = "curves"
 
-    tenant: Mapped[str] = mapped_column(String(256), primary_key=True)
-    environment: Mapped[str] = mapped_column(String(64), primary_key=True)
-    object_id: Mapped[str] = mapped_column(String(256), primary_key=True)
-    property: Mapped[str] = mapped_column(Text, primary_key=True)
     ondate: Mapped[date] = mapped_column(Date, primary_key=True)
     doc: Mapped[dict] = mapped_column(JSONB)
 
 
-class Matrix(Base):
+class Matrix(DataRowKey, Base):
     """One matrix of a matrix property for one date."""
 
     __tablename__ = "matrices"
 
-    tenant: Mapped[str] = mapped_column(String(256), primary_key=True)
-    environment: Mapped[str] = mapped_column(String(64), primary_key=True)
-    object_id: Mapped[str] = mapped_column(String(256), primary_key=True)
-    property: Mapped[str] = mapped_column(Text, primary_key=True)
     ondate: Mapped[date] = mapped_column(Date, primary_key=True)
     doc: Mapped[dict] = mapped_column(JSONB)
 
 
-class Event(Base):
+class Event(DataRowKey, Base):
     """One event of an event-list property, keyed by its id."""
 
     __tablename__ = "events"
 
-    tenant: Mapped[str] = mapped_column(String(256), primary_key=True)
-    environment: Mapped[str] = mapped_column(String(64), primary_key=True)
-    object_id: Mapped[str] = mapped_column(String(256), primary_key=True)
-    property: Mapped[str] = mapped_column(Text, primary_key=True)
     event_id: Mapped[str] = mapped_column(Text, primary_key=True)
     eventtime: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     doc: Mapped[dict] = mapped_column(JSONB)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import msal
 import psycopg2
 import pytest
 import requests
@@ -171,7 +173,8 @@ class LiveServer:
                 self.process.kill()
                 self.process.wait()
         self.log_file.close()
-        os.unlink(self.log_file.name) if os.path.exists(self.log_file.name) else None
+        if os.path.exists(self.log_file.name):
+            os.unlink(self.log_file.name)
 
 
 @pytest.fixture(scope="session")
@@ -201,3 +204,26 @@ def start_live_server(db_url: str, **kwargs) -> LiveServer:
     except BaseException:
         server.stop()
         raise
+
+
+class OfflinePublicClientApplication:
+    """Stands in for msal.PublicClientApplication, which fetches Microsoft's OpenID configuration (SPEC §9)."""
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+    def get_accounts(self):
+        return []
+
+
+@pytest.fixture(scope="session")
+def odsl_sdk():
+    """`odsl.sdk` from PyPI, imported with MSAL's network-bound client replaced."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(msal, "PublicClientApplication", OfflinePublicClientApplication)
+        patch.delitem(sys.modules, "odsl.sdk", raising=False)
+        module = importlib.import_module("odsl.sdk")
+    assert isinstance(module.ODSL.app, OfflinePublicClientApplication)
+    # The SDK writes its MSAL token cache to ./token.odsl at exit; keep it out of the repository.
+    module.ODSL.cache.filename = os.devnull
+    return module

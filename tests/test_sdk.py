@@ -2,40 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 import time
 
-import msal
 import pytest
 import requests
 from conftest import LiveServer, make_token, truncate
 
 BATCH_ID = "00006d91-0fa0-481a-8118-7d6c1f4dba8f"
-
-
-class OfflinePublicClientApplication:
-    """Stands in for msal.PublicClientApplication, which fetches Microsoft's OpenID configuration."""
-
-    def __init__(self, *args, **kwargs):
-        self.args, self.kwargs = args, kwargs
-
-    def get_accounts(self):
-        return []
-
-
-@pytest.fixture(scope="module")
-def sdk():
-    """`odsl.sdk`, imported with MSAL's network-bound client replaced (SPEC §9)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(msal, "PublicClientApplication", OfflinePublicClientApplication)
-        patch.delitem(sys.modules, "odsl.sdk", raising=False)
-        module = importlib.import_module("odsl.sdk")
-    assert isinstance(module.ODSL.app, OfflinePublicClientApplication)
-    # The SDK writes its MSAL token cache to ./token.odsl at exit; keep it out of the repository.
-    module.ODSL.cache.filename = os.devnull
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +33,8 @@ def live_server(db_url):
 
 
 @pytest.fixture
-def odsl(sdk, live_server, db_url):
-    client = sdk.ODSL()
+def odsl(odsl_sdk, live_server, db_url):
+    client = odsl_sdk.ODSL()
     client.url = live_server.url + "/api/"
     client.loginWithToken(make_token(tenant="sdk-tenant", user="sdk@example.com"))
     yield client
@@ -126,8 +99,8 @@ def test_sdk_public_objects_paths_and_params(odsl, capsys):
     assert odsl.headers("batch", "private")["x-total-count"] == "1"
 
 
-def test_sdk_with_a_bad_token(sdk, live_server, capsys):
-    client = sdk.ODSL()
+def test_sdk_with_a_bad_token(odsl_sdk, live_server, capsys):
+    client = odsl_sdk.ODSL()
     client.url = live_server.url + "/api/"
     client.loginWithToken("not-a-token")
     result = client.list("batch")

@@ -6,15 +6,11 @@ object route; invalid data lands in summary.failures; a large series grows by ro
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
-import msal
 import psycopg2
 import pytest
 from conftest import auth, db_rows, make_token, start_live_server, truncate
@@ -1048,26 +1044,6 @@ def test_appending_to_a_large_series_does_not_rewrite_it(client, app, db_url):
 
 
 # --- the real odsl SDK --------------------------------------------------------------------------------
-
-
-class OfflinePublicClientApplication:
-    """Stands in for msal.PublicClientApplication, which fetches Microsoft's OpenID configuration (SPEC §9)."""
-
-    def __init__(self, *args, **kwargs):
-        self.args, self.kwargs = args, kwargs
-
-    def get_accounts(self):
-        return []
-
-
-@pytest.fixture(scope="module")
-def odsl_sdk():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(msal, "PublicClientApplication", OfflinePublicClientApplication)
-        patch.delitem(sys.modules, "odsl.sdk", raising=False)
-        module = importlib.import_module("odsl.sdk")
-    module.ODSL.cache.filename = os.devnull  # keep the SDK's token cache out of the repository
-    return module
 
 
 @pytest.fixture(scope="module")
