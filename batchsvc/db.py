@@ -223,30 +223,31 @@ class Database:
         reconnects on demand and ConnectionLost tells the caller it may retry.
         """
         connection = self.engine.raw_connection()
+        driver = connection.dbapi_connection  # the psycopg2 connection itself: the pool's proxy only forwards reads
         cursor = None
         try:
-            connection.autocommit = True
+            driver.autocommit = True
             if connection.info.get("prepared") != PREPARED.keys():
-                with connection.cursor() as setup:
+                with driver.cursor() as setup:
                     setup.execute("DEALLOCATE ALL;" + ";".join(s.prepare_sql for s in PREPARED.values()))
                 connection.info["prepared"] = set(PREPARED)
-            cursor = connection.cursor(cursor_factory=TransactionCursor)
+            cursor = driver.cursor(cursor_factory=TransactionCursor)
             yield cursor
             cursor.commit()
         except BaseException as exc:
-            if cursor is not None and not connection.closed:
+            if cursor is not None and not driver.closed:
                 try:
                     cursor.rollback()
                 except psycopg2.Error:
                     pass  # a connection that broke now is handled below
-            if not connection.closed:  # psycopg2 marks a connection closed when its server went away
+            if not driver.closed:  # psycopg2 marks a connection closed when its server went away
                 raise
             connection.invalidate(exc)
             self.engine.dispose()
             raise ConnectionLost(str(exc).strip()) from exc
         finally:
             if connection.is_valid:  # back to the pool as other users expect it
-                connection.autocommit = False
+                driver.autocommit = False
             connection.close()
 
     def dispose(self) -> None:

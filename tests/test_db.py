@@ -71,3 +71,15 @@ def test_every_connection_prepares_the_hot_statements(database):
     with database.transaction() as cursor:
         cursor.execute("SELECT count(*) FROM pg_prepared_statements")
         assert cursor.fetchone() == (len(PREPARED),)
+
+
+def test_the_transaction_is_ours_alone(database):
+    """BEGIN travels with the first statement and COMMIT ends it: psycopg2 must not open
+    (and the pool must not roll back) a transaction of its own around it."""
+    with database.transaction() as cursor:
+        cursor.execute("SELECT 1")
+        driver = cursor.connection
+        assert driver.autocommit is True
+    assert driver.autocommit is False  # handed back to the pool as SQLAlchemy expects it
+    assert driver.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    assert [notice for notice in driver.notices if "transaction" in notice] == []
