@@ -61,8 +61,9 @@ def is_public(object_id: str) -> bool:
 # order (SPEC §3.9).
 _UPSERT = """
 INSERT INTO objects AS o (tenant, environment, id, doc, version, created, updated, "user", batch)
-SELECT %(tenant)s, %(environment)s, v.id, v.doc::jsonb, v.writes, %(now)s, %(now)s, %(user)s, %(batch)s
-FROM unnest(%(ids)s::text[], %(docs)s::text[], %(writes)s::int[]) AS v(id, doc, writes)
+SELECT %(tenant)s, %(environment)s, v.id, v.doc, v.writes, %(now)s, %(now)s, %(user)s, %(batch)s
+FROM ROWS FROM (unnest(%(ids)s::text[]), jsonb_array_elements(%(docs)s::jsonb), unnest(%(writes)s::int[]))
+    AS v(id, doc, writes)
 ORDER BY v.id
 ON CONFLICT (tenant, environment, id) DO UPDATE SET
     doc = {doc},
@@ -78,7 +79,7 @@ _UPSERT_TYPES = dict(
     user="text",
     batch="text",
     ids="text[]",
-    docs="text[]",
+    docs="jsonb",
     writes="int[]",
 )
 _MERGE = prepared("batchsvc_merge_objects", _UPSERT.format(doc="o.doc || excluded.doc"), **_UPSERT_TYPES)
@@ -89,14 +90,14 @@ _REPLACE = prepared("batchsvc_replace_objects", _UPSERT.format(doc="excluded.doc
 _SET_REPLACED = prepared(
     "batchsvc_set_replaced_objects",
     """
-UPDATE objects AS o SET doc = v.doc::jsonb
-FROM unnest(%(ids)s::text[], %(docs)s::text[]) AS v(id, doc)
+UPDATE objects AS o SET doc = v.doc
+FROM ROWS FROM (unnest(%(ids)s::text[]), jsonb_array_elements(%(docs)s::jsonb)) AS v(id, doc)
 WHERE o.tenant = %(tenant)s AND o.environment = %(environment)s AND o.id = v.id
 """,
     tenant="text",
     environment="text",
     ids="text[]",
-    docs="text[]",
+    docs="jsonb",
 )
 _LOCK_SQL = """
 SELECT id, CASE WHEN id = ANY(%(read)s) THEN doc END FROM objects
@@ -126,8 +127,6 @@ def upsert_objects(
     the replaced documents when a batch mixes merge and replace; sent with the next statement."""
     if not rows:
         return
-    dumps = orjson.dumps
-    docs = [dumps(row[1]).decode() for row in rows]
     params = {
         "tenant": scope.tenant,
         "environment": scope.environment,
@@ -135,10 +134,10 @@ def upsert_objects(
         "user": user,
         "batch": batch_id,
         "ids": text_array([row[0] for row in rows]),
-        "docs": text_array(docs),
+        "docs": orjson.dumps([row[1] for row in rows]).decode(),  # one JSON array, split by the server
         "writes": int_array([row[2] for row in rows]),
     }
-    replaced = [index for index, row in enumerate(rows) if row[3]]
+    replaced = [row for row in rows if row[3]]
     cursor.defer(_REPLACE if len(replaced) == len(rows) else _MERGE, params)
     if 0 < len(replaced) < len(rows):
         cursor.defer(
@@ -146,8 +145,8 @@ def upsert_objects(
             {
                 "tenant": scope.tenant,
                 "environment": scope.environment,
-                "ids": text_array([rows[i][0] for i in replaced]),
-                "docs": text_array([docs[i] for i in replaced]),
+                "ids": text_array([row[0] for row in replaced]),
+                "docs": orjson.dumps([row[1] for row in replaced]).decode(),
             },
         )
 
