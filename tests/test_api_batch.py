@@ -270,6 +270,25 @@ def test_query_replace_flag_replaces_every_element(client):
     assert_error(post(client, [{"_id": "Q1"}], query="?_replace=maybe"), 400)
 
 
+def test_one_batch_merges_some_objects_and_replaces_others(client):
+    post(client, [{"_id": "MX-R", "a": 1, "_type": "Widget"}, {"_id": "MX-M", "a": 1, "_type": "Widget"}])
+    response = post(
+        client,
+        [
+            {"_id": "MX-R", "_replace": True, "b": 2},
+            {"_id": "MX-M", "b": 2},
+            {"_id": "MX-NEW", "_replace": True, "c": 3},
+            {"_id": "MX-NEW2", "d": 4},
+        ],
+    )
+    assert response.status_code == 201 and response.get_json()["status"] == "success"
+    replaced, merged = get_object(client, "MX-R").get_json(), get_object(client, "MX-M").get_json()
+    assert "a" not in replaced and replaced["b"] == 2 and replaced["_type"] == "#Object" and replaced["_version"] == 2
+    assert merged["a"] == 1 and merged["b"] == 2 and merged["_type"] == "Widget" and merged["_version"] == 2
+    created, created2 = get_object(client, "MX-NEW").get_json(), get_object(client, "MX-NEW2").get_json()
+    assert (created["c"], created["_version"], created2["d"], created2["_version"]) == (3, 1, 4, 1)
+
+
 def test_same_id_twice_in_one_batch_merges_in_order(client):
     response = post(
         client,

@@ -87,7 +87,8 @@ def test_concurrent_batches_on_shared_objects_lose_nothing(two_workers):
 
 
 def test_concurrent_merge_and_replace_batches_never_surface_a_deadlock(two_workers):
-    """Batches mixing merge and replace elements over shared ids take the lock-first path."""
+    """Batches mixing merge and replace elements over shared ids: one ordered upsert, then the
+    replaced documents set on rows the batch already holds."""
     environment = "mixed"
     rng = random.Random(7)
     writes, plans = Counter(), []
