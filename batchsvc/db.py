@@ -1,4 +1,4 @@
-"""Declarative base with a naming convention, the engine and request-scoped sessions."""
+"""Declarative base with a naming convention, the engine, sessions, and the batch path's raw transactions."""
 
 from __future__ import annotations
 
@@ -54,8 +54,8 @@ def _ping_when_idle(engine: Engine) -> None:
     reconnected without a restart, and a busy service does not pay a round trip per request.
 
     A connection that breaks while in use invalidates the pool (SQLAlchemy's disconnect
-    handling, or the failed reset when a raw connection goes back), so a restart costs each
-    worker at most the request that was in flight.
+    handling for sessions, `Database.transaction` for batches, which are then retried), so
+    a restart costs each worker at most the read that was in flight.
     """
 
     @event.listens_for(engine, "checkin")
@@ -103,6 +103,13 @@ class Prepared:
 PREPARED: dict[str, Prepared] = {}
 
 
+def prepared(name: str, sql: str, /, **types: str) -> Prepared:
+    """Declare a prepared statement: `types` maps each placeholder to its SQL type, in order."""
+    statement = Prepared(name, sql, tuple(types.items()))
+    PREPARED[name] = statement
+    return statement
+
+
 def text_array(values) -> str:
     """A PostgreSQL array literal of strings, for a `text[]` parameter.
 
@@ -116,13 +123,6 @@ def text_array(values) -> str:
 def int_array(values) -> str:
     """A PostgreSQL array literal of integers, for an `int[]` parameter."""
     return "{" + ",".join(map(str, values)) + "}"
-
-
-def prepared(name: str, sql: str, /, **types: str) -> Prepared:
-    """Declare a prepared statement: `types` maps each placeholder to its SQL type, in order."""
-    statement = Prepared(name, sql, tuple(types.items()))
-    PREPARED[name] = statement
-    return statement
 
 
 class TransactionCursor(psycopg2.extensions.cursor):
