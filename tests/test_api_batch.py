@@ -10,6 +10,7 @@ import pytest
 from conftest import SECRET, auth, truncate
 
 from batchsvc import create_app
+from batchsvc.db import TransactionCursor
 
 DOC_BATCH_ID = "00006d91-0fa0-481a-8118-7d6c1f4dba8f"
 DOC_NAME = "AEMO_NEM_POWER_5MIN_PRICE_AND_DEMAND_EVENTS"
@@ -427,6 +428,25 @@ def test_reposting_the_same_batch_replays_the_summary(client):
     assert again.get_json() == first.get_json()
     assert get_object(client, "IDEM").get_json()["_version"] == 1
     assert summary_count(client) == 1
+
+
+def test_a_new_plain_batch_goes_to_the_database_in_one_message_then_commit(client, monkeypatch):
+    messages = []
+    flush = TransactionCursor.flush
+
+    def recording_flush(cursor):
+        messages.append(b";".join(cursor._queued))
+        flush(cursor)
+
+    monkeypatch.setattr(TransactionCursor, "flush", recording_flush)
+    assert post(client, {"_id": "one-trip", "elements": [{"_id": "OT", "v": 1}]}).status_code == 201
+    sent = [m for m in messages if m]
+    assert len(sent) == 1  # flush puts BEGIN in front; COMMIT follows alone
+    assert sent[0].startswith(b"EXECUTE batchsvc_lock_batch_id(")
+    assert b"EXECUTE batchsvc_merge_objects(" in sent[0] and b"EXECUTE batchsvc_store_new_summary(" in sent[0]
+    messages.clear()
+    assert post(client, {"_id": "one-trip", "elements": [{"_id": "OT", "v": 1}]}).status_code == 200
+    assert any(b"batchsvc_claim_summary" in m for m in messages)  # the taken id went the careful way
 
 
 def test_warning_batch_replays_too(client):

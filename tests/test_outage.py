@@ -172,7 +172,7 @@ def test_connection_lost_mid_batch_writes_nothing(server_behind_proxy, proxy, db
 
     in_flight = (
         "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'batchsvc' "
-        "AND state = 'active' AND query LIKE 'EXECUTE batchsvc_merge_objects(%%'"
+        "AND state = 'active' AND query LIKE '%%EXECUTE batchsvc_merge_objects(%%'"
     )
     sender = threading.Thread(target=send, daemon=True)
     sender.start()

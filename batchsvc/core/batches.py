@@ -97,6 +97,11 @@ class Plan:
     events: list[EventElement]
     builder: SummaryBuilder
 
+    @property
+    def reads_store(self) -> bool:
+        """Whether resolving the plan reads stored objects (data headers, `_merge` curves, events)."""
+        return bool(self.events) or any(w.data for w in self.pending.values())
+
 
 def _event_element(index: int, element: dict, principal: Principal, builder: SummaryBuilder) -> EventElement | None:
     label = element_label(index, element)
@@ -187,7 +192,7 @@ def _resolve(cursor, scope: Scope, plan: Plan, builder: SummaryBuilder) -> Write
     """
     pending = plan.pending
     writes = Writes()
-    if not plan.events and not any(w.data for w in pending.values()):
+    if not plan.reads_store:
         # Plain objects only (the bulk of loads): rows straight from the plan, nothing to read.
         writes.rows = [(w.id, w.doc, w.writes, w.replace) for w in pending.values()]
         return writes
@@ -254,18 +259,25 @@ def apply_batch(
     """Apply a batch in one transaction, retried whole on deadlock, serialization failure or a lost connection.
 
     `transaction()` gives a TransactionCursor that commits when the block ends cleanly and
-    rolls back otherwise. Per-element work stays in set-based statements; a plain batch costs
-    three round trips (BEGIN + claim, writes + summary, COMMIT).
+    rolls back otherwise. Per-element work stays in set-based statements; a new plain batch
+    costs two round trips (BEGIN + id lock + objects + summary, then COMMIT), one with data
+    or events three (BEGIN + claim, reads and writes, COMMIT).
     """
     principal.require(WRITE)
     if batch.size > max_elements:
         raise TooLarge(f"batch has {batch.size} elements; at most {max_elements} are allowed")
     plan = plan_elements(batch, principal)
 
+    # A plain batch is written optimistically: objects and summary in one round trip, the
+    # summary only where its id is new (or failed before). If the id is taken, that
+    # transaction rolls back and the careful path claims the id first (replay or 409).
+    optimistic = not plan.reads_store
     for attempt in range(attempts):
         try:
             with transaction() as cursor:
-                return _apply_once(cursor, scope, principal, batch, plan, clock)
+                return _apply_once(cursor, scope, principal, batch, plan, clock, optimistic=optimistic)
+        except _IdTaken:
+            optimistic = False
         except (psycopg2.Error, ConnectionLost) as exc:
             # A lost connection is retried too: the batch is idempotent, so even a commit whose
             # outcome is unknown is safe to send again (it replays if it had landed).
@@ -280,12 +292,21 @@ def apply_batch(
     )
 
 
-def _apply_once(cursor, scope: Scope, principal: Principal, batch: BatchRequest, plan: Plan, clock) -> Outcome:
-    existing = summaries.claim(cursor, scope, batch.id)
-    if existing is not None and existing.status != FAILED:
-        if existing.body_hash == batch.body_hash:
-            return Outcome(REPLAYED, existing.doc)
-        raise Conflict(f"batch {batch.id!r} was already applied with a different body")
+class _IdTaken(Exception):
+    """The optimistic write found the batch id stored by a batch that did not fail."""
+
+
+def _apply_once(
+    cursor, scope: Scope, principal: Principal, batch: BatchRequest, plan: Plan, clock, *, optimistic: bool
+) -> Outcome:
+    if optimistic:
+        summaries.lock_id(cursor, scope, batch.id)
+    else:
+        existing = summaries.claim(cursor, scope, batch.id)
+        if existing is not None and existing.status != FAILED:
+            if existing.body_hash == batch.body_hash:
+                return Outcome(REPLAYED, existing.doc)
+            raise Conflict(f"batch {batch.id!r} was already applied with a different body")
     builder = plan.builder.copy()
     writes = _resolve(cursor, scope, plan, builder)
     atomic_abort = bool(builder.failures) and batch.atomic
@@ -305,5 +326,8 @@ def _apply_once(cursor, scope: Scope, principal: Principal, batch: BatchRequest,
         written=len(writes.rows),
         atomic_abort=atomic_abort,
     )
-    summaries.store(cursor, scope, doc, finished=finished, body_hash=batch.body_hash)
+    if not optimistic:
+        summaries.store(cursor, scope, doc, finished=finished, body_hash=batch.body_hash)
+    elif not summaries.store_new(cursor, scope, doc, finished=finished, body_hash=batch.body_hash):
+        raise _IdTaken()  # rolls this transaction back, objects included
     return Outcome(CREATED if writes.rows else REJECTED, doc)

@@ -123,16 +123,15 @@ FOR UPDATE
     environment="text",
     id="text",
 )
-_STORE = prepared(
-    "batchsvc_store_summary",
-    """
+_STORE_SQL = """
 INSERT INTO batch_summaries AS s (tenant, environment, id, timestamp, name, "user", status, source, body_hash, doc)
 VALUES (%(tenant)s, %(environment)s, %(id)s, %(timestamp)s, %(name)s, %(user)s, %(status)s, %(source)s,
         %(body_hash)s, %(doc)s)
 ON CONFLICT (tenant, environment, id) DO UPDATE SET
     timestamp = excluded.timestamp, name = excluded.name, "user" = excluded."user", status = excluded.status,
     source = excluded.source, body_hash = excluded.body_hash, doc = excluded.doc
-""",
+"""
+_STORE_TYPES = dict(
     tenant="text",
     environment="text",
     id="text",
@@ -144,33 +143,51 @@ ON CONFLICT (tenant, environment, id) DO UPDATE SET
     body_hash="text",
     doc="jsonb",
 )
+_STORE = prepared("batchsvc_store_summary", _STORE_SQL, **_STORE_TYPES)
+# Stores only where no summary, or a failed one, holds the id: the optimistic path of a new batch.
+_STORE_NEW = prepared(
+    "batchsvc_store_new_summary", _STORE_SQL + "WHERE s.status = 'failed' RETURNING 1", **_STORE_TYPES
+)
+
+
+def lock_id(cursor: TransactionCursor, scope: Scope, batch_id: str) -> None:
+    """Serialise concurrent posts of one batch id until this transaction ends (sent with the next statement)."""
+    cursor.defer(_LOCK_ID, {"key": f"{scope.tenant}\x1f{scope.environment}\x1f{batch_id}"})
 
 
 def claim(cursor: TransactionCursor, scope: Scope, batch_id: str) -> Claimed | None:
     """Take the batch id for this transaction and return its stored summary, if any."""
-    cursor.defer(_LOCK_ID, {"key": f"{scope.tenant}\x1f{scope.environment}\x1f{batch_id}"})
+    lock_id(cursor, scope, batch_id)
     cursor.run(_CLAIM, {"tenant": scope.tenant, "environment": scope.environment, "id": batch_id})
     row = cursor.fetchone()
     return Claimed(*row) if row else None
 
 
 def store(cursor: TransactionCursor, scope: Scope, doc: dict, *, finished: datetime, body_hash: str) -> None:
-    """Insert the summary, or overwrite a failed one under the same id (sent with the commit)."""
-    cursor.defer(
-        _STORE,
-        {
-            "tenant": scope.tenant,
-            "environment": scope.environment,
-            "id": doc["_id"],
-            "timestamp": finished,
-            "name": doc["name"],
-            "user": doc["user"],
-            "status": doc["status"],
-            "source": doc["source"],
-            "body_hash": body_hash,
-            "doc": orjson.dumps(doc).decode(),
-        },
-    )
+    """Insert the summary, or overwrite one under the same id (sent with the next statement)."""
+    cursor.defer(_STORE, _summary_row(scope, doc, finished, body_hash))
+
+
+def store_new(cursor: TransactionCursor, scope: Scope, doc: dict, *, finished: datetime, body_hash: str) -> bool:
+    """Insert the summary, or overwrite a failed one; False, storing nothing, when a summary
+    that did not fail holds the id (the batch is a replay or a conflict)."""
+    cursor.run(_STORE_NEW, _summary_row(scope, doc, finished, body_hash))
+    return cursor.fetchone() is not None
+
+
+def _summary_row(scope: Scope, doc: dict, finished: datetime, body_hash: str) -> dict:
+    return {
+        "tenant": scope.tenant,
+        "environment": scope.environment,
+        "id": doc["_id"],
+        "timestamp": finished,
+        "name": doc["name"],
+        "user": doc["user"],
+        "status": doc["status"],
+        "source": doc["source"],
+        "body_hash": body_hash,
+        "doc": orjson.dumps(doc).decode(),
+    }
 
 
 def _scoped(scope: Scope):
