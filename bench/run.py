@@ -12,7 +12,7 @@ What is measured (all on loopback, gunicorn with the repository's gunicorn.conf.
            updates (merges) of the same ids; bodies pre-serialised, only the request timed
   small    8 client threads (keep-alive http.client connections) posting 10-element batches
            for 10 s, beside bench/bare_app.py (reads and parses the body, nothing else)
-           served the same way; the database is ANALYZEd after the warm-up (see analyze())
+           served the same way
   memory   peak RSS (VmHWM) of the worker that handled one 50,000-element batch, on a
            freshly started server
 
@@ -177,25 +177,6 @@ def run_bulk(server: Gunicorn) -> dict:
 # --- small batches from concurrent clients -----------------------------------------------------
 
 
-def analyze(db_url: str) -> None:
-    """Give the planner table statistics, as autovacuum keeps them in a running system.
-
-    The bench database is seconds old, younger than autovacuum's one-minute naptime. With no
-    statistics PostgreSQL costs every (tenant, environment, ...) index alike and may look a
-    summary up through the smallest one, scanning the whole environment on every claim
-    (measured: 0.5-1.4 ms of database CPU per batch at 4,000 summaries, a third of the
-    small-batch throughput). A deployed database has statistics; a restored dump needs its
-    ANALYZE, as always with PostgreSQL.
-    """
-    connection = psycopg2.connect(libpq_url(db_url))
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cur:
-            cur.execute("ANALYZE")
-    finally:
-        connection.close()
-
-
 def small_bodies(client: int) -> list[bytes]:
     count = SMALL_IDS_PER_CLIENT // SMALL_BATCH
     return [
@@ -288,11 +269,9 @@ def percentile(ordered: list[float], pct: float) -> float:
     return ordered[rank - 1]
 
 
-def run_small(server: Gunicorn, clients: int, seconds: float, label: str, analyze_url: str | None = None) -> dict:
+def run_small(server: Gunicorn, clients: int, seconds: float, label: str) -> dict:
     bodies = [small_bodies(c) for c in range(clients)]
     drive_clients(server, clients, WARMUP_SECONDS, bodies)
-    if analyze_url:
-        analyze(analyze_url)  # after the warm-up, so the statistics know the environment it writes
     result = drive_clients(server, clients, seconds, bodies)
     log(
         f"small {label}: {result['rps']:,.0f} req/s, p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms"
@@ -437,7 +416,7 @@ def main(argv=None) -> int:
     floor = run_floor(db_url)
     with Gunicorn("wsgi:app", RESULTS / "gunicorn-batchsvc.log", env=service_env) as server:
         bulk = run_bulk(server)
-        small = run_small(server, args.clients, args.seconds, "batchsvc", analyze_url=db_url)
+        small = run_small(server, args.clients, args.seconds, "batchsvc")
     with Gunicorn("bare_app:app", RESULTS / "gunicorn-bare.log", env=service_env) as server:
         bare = run_small(server, args.clients, args.seconds, "bare flask")
     with Gunicorn("wsgi:app", RESULTS / "gunicorn-memory.log", env=service_env) as server:
