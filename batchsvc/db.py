@@ -78,34 +78,28 @@ def _ping_when_idle(engine: Engine) -> None:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A statement of the batch hot path, parsed and planned once per connection.
-
-    `sql` uses named placeholders, `params` lists (name, SQL type) in `$n` order; every
-    connection prepares all of them (see `PREPARED`) the first time a transaction uses it.
-    """
+    """A statement of the batch hot path, parsed and planned once per connection: every
+    connection prepares all of them (see `PREPARED`) the first time a transaction uses it."""
 
     name: str
-    sql: str
-    params: tuple[tuple[str, str], ...]
-
-    @property
-    def prepare_sql(self) -> str:
-        sql = self.sql
-        for number, (name, _) in enumerate(self.params, 1):
-            sql = sql.replace(f"%({name})s", f"${number}")
-        return f"PREPARE {self.name}({', '.join(kind for _, kind in self.params)}) AS {sql}"
-
-    @property
-    def execute_sql(self) -> str:
-        return f"EXECUTE {self.name}({', '.join(f'%({name})s' for name, _ in self.params)})"
+    prepare_sql: str  # PREPARE name(types) AS ... with $n placeholders
+    execute_sql: str  # EXECUTE name(%(param)s, ...) for psycopg2 to bind
 
 
 PREPARED: dict[str, Prepared] = {}
 
 
 def prepared(name: str, sql: str, /, **types: str) -> Prepared:
-    """Declare a prepared statement: `types` maps each placeholder to its SQL type, in order."""
-    statement = Prepared(name, sql, tuple(types.items()))
+    """Declare a prepared statement: `sql` with named placeholders, `types` mapping each
+    placeholder to its SQL type in `$n` order."""
+    positional = sql
+    for number, param in enumerate(types, 1):
+        positional = positional.replace(f"%({param})s", f"${number}")
+    statement = Prepared(
+        name,
+        prepare_sql=f"PREPARE {name}({', '.join(types.values())}) AS {positional}",
+        execute_sql=f"EXECUTE {name}({', '.join(f'%({param})s' for param in types)})",
+    )
     PREPARED[name] = statement
     return statement
 
