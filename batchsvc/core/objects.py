@@ -61,8 +61,8 @@ def is_public(object_id: str) -> bool:
 # order (SPEC §3.9).
 _UPSERT = """
 INSERT INTO objects AS o (tenant, environment, id, doc, version, created, updated, "user", batch)
-SELECT %(tenant)s, %(environment)s, v.id, v.doc, v.writes, %(now)s, %(now)s, %(user)s, %(batch)s
-FROM ROWS FROM (unnest(%(ids)s::text[]), jsonb_array_elements(%(docs)s::jsonb), unnest(%(writes)s::int[]))
+SELECT %(tenant)s, %(environment)s, v.id, v.doc::jsonb, v.writes, %(now)s, %(now)s, %(user)s, %(batch)s
+FROM ROWS FROM (unnest(%(ids)s::text[]), json_array_elements(%(docs)s::json), unnest(%(writes)s::int[]))
     AS v(id, doc, writes)
 ORDER BY v.id
 ON CONFLICT (tenant, environment, id) DO UPDATE SET
@@ -79,7 +79,7 @@ _UPSERT_TYPES = dict(
     user="text",
     batch="text",
     ids="text[]",
-    docs="jsonb",
+    docs="json",
     writes="int[]",
 )
 _MERGE = prepared("batchsvc_merge_objects", _UPSERT.format(doc="o.doc || excluded.doc"), **_UPSERT_TYPES)
@@ -90,14 +90,14 @@ _REPLACE = prepared("batchsvc_replace_objects", _UPSERT.format(doc="excluded.doc
 _SET_REPLACED = prepared(
     "batchsvc_set_replaced_objects",
     """
-UPDATE objects AS o SET doc = v.doc
-FROM ROWS FROM (unnest(%(ids)s::text[]), jsonb_array_elements(%(docs)s::jsonb)) AS v(id, doc)
+UPDATE objects AS o SET doc = v.doc::jsonb
+FROM ROWS FROM (unnest(%(ids)s::text[]), json_array_elements(%(docs)s::json)) AS v(id, doc)
 WHERE o.tenant = %(tenant)s AND o.environment = %(environment)s AND o.id = v.id
 """,
     tenant="text",
     environment="text",
     ids="text[]",
-    docs="jsonb",
+    docs="json",
 )
 _LOCK_SQL = """
 SELECT id, CASE WHEN id = ANY(%(read)s) THEN doc END FROM objects
