@@ -7,10 +7,9 @@ from pathlib import Path
 
 import orjson
 import psycopg2
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.engine import make_url
 
+from batchsvc import scratch
 from batchsvc.auth import mint_token
 from batchsvc.config import database_url_from_env
 
@@ -71,26 +70,7 @@ def server_url() -> str:
 
 def recreate_database(name: str) -> str:
     """Drop and create database `name` on the server, migrate it to head; return its URL."""
-    base = make_url(server_url())
-    admin = psycopg2.connect(libpq_url(base.render_as_string(hide_password=False)))
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cur:
-            cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                (name,),
-            )
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            cur.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        admin.close()
-    url = base.set(database=name).render_as_string(hide_password=False)
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
-    config.attributes["database_url"] = url
-    config.attributes["configure_logger"] = False
-    command.upgrade(config, "head")
-    return url
+    return scratch.recreate_database(server_url(), name, migrate=True)
 
 
 def bench_database_name() -> str:

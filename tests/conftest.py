@@ -15,11 +15,9 @@ import msal
 import psycopg2
 import pytest
 import requests
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.engine import make_url
 
-from batchsvc import create_app
+from batchsvc import create_app, scratch
 from batchsvc.auth import mint_token
 from batchsvc.config import database_url_from_env
 
@@ -35,33 +33,14 @@ def server_url() -> str:
 
 def recreate_database(name: str) -> str:
     """Drop and create database `name` on the test server; return its SQLAlchemy URL."""
-    base = make_url(server_url())
-    admin = psycopg2.connect(base.set(drivername="postgresql").render_as_string(hide_password=False))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            (name,),
-        )
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-    return base.set(database=name).render_as_string(hide_password=False)
-
-
-def alembic_config(url: str) -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
-    config.attributes["database_url"] = url
-    config.attributes["configure_logger"] = False
-    return config
+    return scratch.recreate_database(server_url(), name)
 
 
 @pytest.fixture(scope="session")
 def db_url() -> str:
-    url = recreate_database(os.environ.get("BATCHSVC_TEST_DATABASE", "batchsvc_test"))
-    command.upgrade(alembic_config(url), "head")
-    return url
+    return scratch.recreate_database(
+        server_url(), os.environ.get("BATCHSVC_TEST_DATABASE", "batchsvc_test"), migrate=True
+    )
 
 
 @pytest.fixture(scope="session")

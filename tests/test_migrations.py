@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import psycopg2
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from conftest import alembic_config, recreate_database, server_url
+from conftest import recreate_database, server_url
 from sqlalchemy import create_engine, inspect
-from sqlalchemy.engine import make_url
 
-from batchsvc import models  # noqa: F401 - registers the tables on Base.metadata
+from batchsvc import (
+    models,  # noqa: F401 - registers the tables on Base.metadata
+    scratch,
+)
 from batchsvc.config import normalise_database_url
 from batchsvc.db import Base
+from batchsvc.scratch import alembic_config
 
 DATABASE = "batchsvc_migr_a"
 
@@ -23,15 +25,7 @@ DATABASE = "batchsvc_migr_a"
 def empty_database():
     url = recreate_database(DATABASE)
     yield normalise_database_url(url)
-    admin = psycopg2.connect(make_url(server_url()).set(drivername="postgresql").render_as_string(hide_password=False))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            (DATABASE,),
-        )
-        cur.execute(f'DROP DATABASE IF EXISTS "{DATABASE}"')
-    admin.close()
+    scratch.drop_database(server_url(), DATABASE)
 
 
 def schema_diff(engine) -> list:
