@@ -166,9 +166,7 @@ def test_bare_array_body_is_the_elements(client):
 
 
 def test_envelope_fields_are_copied_to_the_summary(client):
-    batch = {
-        "_id": "meta.batch:1",
-        "elements": [{"_id": "M"}],
+    fields = {
         "name": "N",
         "service": "S",
         "loader": "L",
@@ -177,18 +175,9 @@ def test_envelope_fields_are_copied_to_the_summary(client):
         "reason": "Nightly",
         "history": True,
     }
+    batch = {"_id": "meta.batch:1", "elements": [{"_id": "M"}], **fields}
     summary = post(client, batch).get_json()
-    assert {
-        k: summary[k] for k in ("name", "service", "loader", "correlationId", "description", "reason", "history")
-    } == {
-        "name": "N",
-        "service": "S",
-        "loader": "L",
-        "correlationId": "C",
-        "description": "D",
-        "reason": "Nightly",
-        "history": True,
-    }
+    assert {k: summary[k] for k in fields} == fields
     # the query's _reason wins over the body's reason
     overridden = post(client, {**batch, "_id": "meta.batch:2"}, query="?_reason=Backfill").get_json()
     assert overridden["reason"] == "Backfill"
