@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 import orjson
-from psycopg2.extras import execute_values
 
 from batchsvc.core.identity import Scope
+from batchsvc.db import text_array
 
 SERIES_TYPES = frozenset({"VarTimeSeries", "VarEventTimeSeries", "VarSmartTimeSeries"})
 CURVE_TYPES = frozenset({"VarCurve", "VarEventCurve", "VarSmartCurve"})
@@ -225,19 +225,53 @@ def merge_headers(stored_doc: dict, incoming_doc: dict) -> dict:
     return {**incoming_doc, **merged} if merged else incoming_doc
 
 
-def bind_values_sql(cursor, sql: str, params: dict) -> str:
-    """`sql` with `params` bound, ready for execute_values: its `%%s` slot kept, '%' in bound values escaped.
+# Each table's rows go in one statement as parallel arrays: key columns as array literals, the
+# documents as one JSON array split by the server. No per-row SQL to build or to parse.
+_POINTS_SQL = """
+INSERT INTO series_points (tenant, environment, object_id, property, time, point)
+SELECT %(tenant)s, %(environment)s, v.o, v.p, v.k, v.d::jsonb
+FROM ROWS FROM (unnest(%(objects)s::text[]), unnest(%(props)s::text[]), unnest(%(keys)s::timestamptz[]),
+                json_array_elements(%(docs)s::json)) AS v(o, p, k, d)
+ON CONFLICT (tenant, environment, object_id, property, time) DO UPDATE SET point = excluded.point
+"""
+_DATED_SQL = """
+INSERT INTO {table} (tenant, environment, object_id, property, ondate, doc)
+SELECT %(tenant)s, %(environment)s, v.o, v.p, v.k, v.d::jsonb
+FROM ROWS FROM (unnest(%(objects)s::text[]), unnest(%(props)s::text[]), unnest(%(keys)s::date[]),
+                json_array_elements(%(docs)s::json)) AS v(o, p, k, d)
+ON CONFLICT (tenant, environment, object_id, property, ondate) DO UPDATE SET doc = excluded.doc
+"""
+_EVENTS_SQL = """
+INSERT INTO events (tenant, environment, object_id, property, event_id, eventtime, doc)
+SELECT %(tenant)s, %(environment)s, v.o, v.p, v.k, v.t, v.d::jsonb
+FROM ROWS FROM (unnest(%(objects)s::text[]), unnest(%(props)s::text[]), unnest(%(keys)s::text[]),
+                unnest(%(times)s::timestamptz[]), json_array_elements(%(docs)s::json)) AS v(o, p, k, t, d)
+ON CONFLICT (tenant, environment, object_id, property, event_id) DO UPDATE
+SET eventtime = excluded.eventtime, doc = excluded.doc
+"""
 
-    execute_values reads every '%' of its statement as a placeholder, so a tenant or user such
-    as 'a%b@example.com' would otherwise break the statement (a 500).
-    """
-    head, _, tail = sql.rpartition("%%s")
-    return "%s".join(cursor.mogrify(part, params).decode().replace("%", "%%") for part in (head, tail))
+
+def _as_text(value) -> str:
+    return value if isinstance(value, str) else value.isoformat()
 
 
-def _values(cursor, sql: str, params: dict, rows: list) -> None:
-    if rows:
-        execute_values(cursor, bind_values_sql(cursor, sql, params), rows, page_size=len(rows))
+def _upsert_rows(cursor, sql: str, scope: Scope, rows: list[tuple]) -> None:
+    """Upsert `rows` (object, property, key, [time,] document) in key order, in one statement."""
+    if not rows:
+        return
+    rows.sort(key=lambda row: row[:3])
+    columns = list(zip(*rows, strict=True))
+    params = {
+        "tenant": scope.tenant,
+        "environment": scope.environment,
+        "objects": text_array(columns[0]),
+        "props": text_array(columns[1]),
+        "keys": text_array([_as_text(key) for key in columns[2]]),
+        "docs": orjson.dumps(columns[-1]).decode(),
+    }
+    if len(columns) == 5:
+        params["times"] = text_array([instant.isoformat() for instant in columns[3]])
+    cursor.execute(sql, params)
 
 
 def _delete(cursor, scope: Scope, table: str, object_ids) -> None:
@@ -249,7 +283,6 @@ def _delete(cursor, scope: Scope, table: str, object_ids) -> None:
 
 def write_data(cursor, scope: Scope, wiped_objects: list[str], writes: dict[str, DataWrites]) -> None:
     """Write every data row of a batch: one statement per table, rows in key order."""
-    params = {"tenant": scope.tenant, "environment": scope.environment}
     if wiped_objects:
         for table in DATA_TABLES:
             _delete(cursor, scope, table, sorted(wiped_objects))
@@ -258,65 +291,21 @@ def write_data(cursor, scope: Scope, wiped_objects: list[str], writes: dict[str,
         cursor.execute(
             "DELETE FROM series_points WHERE tenant = %(tenant)s AND environment = %(environment)s "
             "AND (object_id, property) IN (SELECT * FROM unnest(%(objs)s::text[], %(props)s::text[]))",
-            {**params, "objs": [o for o, _ in series_wipes], "props": [p for _, p in series_wipes]},
+            {
+                "tenant": scope.tenant,
+                "environment": scope.environment,
+                "objs": [o for o, _ in series_wipes],
+                "props": [p for _, p in series_wipes],
+            },
         )
-    dumps = orjson.dumps
-    points = sorted(
-        (
-            (obj, prop, instant, dumps(obs).decode())
-            for obj, data in writes.items()
-            for (prop, instant), obs in data.points.items()
-        ),
-        key=lambda row: row[:3],
-    )
-    _values(
-        cursor,
-        """
-        INSERT INTO series_points (tenant, environment, object_id, property, time, point)
-        SELECT %(tenant)s, %(environment)s, v.o, v.p, v.t, v.d::jsonb FROM (VALUES %%s) AS v(o, p, t, d)
-        ON CONFLICT (tenant, environment, object_id, property, time) DO UPDATE SET point = excluded.point
-    """,
-        params,
-        points,
-    )
-    for table, key, rows in (
-        (
-            "curves",
-            "ondate",
-            sorted((o, p, d, dumps(c).decode()) for o, w in writes.items() for (p, d), (c, _) in w.curves.items()),
-        ),
-        (
-            "matrices",
-            "ondate",
-            sorted((o, p, d, dumps(m).decode()) for o, w in writes.items() for (p, d), m in w.matrices.items()),
-        ),
-    ):
-        _values(
-            cursor,
-            f"""
-            INSERT INTO {table} (tenant, environment, object_id, property, {key}, doc)
-            SELECT %(tenant)s, %(environment)s, v.o, v.p, v.k::date, v.d::jsonb FROM (VALUES %%s) AS v(o, p, k, d)
-            ON CONFLICT (tenant, environment, object_id, property, {key}) DO UPDATE SET doc = excluded.doc
-        """,
-            params,
-            rows,
-        )
-    events = sorted(
-        (o, p, ident, instant, dumps(e).decode())
-        for o, w in writes.items()
-        for (p, ident), (instant, e) in w.events.items()
-    )
-    _values(
-        cursor,
-        """
-        INSERT INTO events (tenant, environment, object_id, property, event_id, eventtime, doc)
-        SELECT %(tenant)s, %(environment)s, v.o, v.p, v.i, v.t, v.d::jsonb FROM (VALUES %%s) AS v(o, p, i, t, d)
-        ON CONFLICT (tenant, environment, object_id, property, event_id) DO UPDATE
-        SET eventtime = excluded.eventtime, doc = excluded.doc
-    """,
-        params,
-        events,
-    )
+    points = [(o, p, instant, obs) for o, w in writes.items() for (p, instant), obs in w.points.items()]
+    _upsert_rows(cursor, _POINTS_SQL, scope, points)
+    curves = [(o, p, day, curve) for o, w in writes.items() for (p, day), (curve, _) in w.curves.items()]
+    _upsert_rows(cursor, _DATED_SQL.format(table="curves"), scope, curves)
+    matrices = [(o, p, day, matrix) for o, w in writes.items() for (p, day), matrix in w.matrices.items()]
+    _upsert_rows(cursor, _DATED_SQL.format(table="matrices"), scope, matrices)
+    events = [(o, p, ident, instant, e) for o, w in writes.items() for (p, ident), (instant, e) in w.events.items()]
+    _upsert_rows(cursor, _EVENTS_SQL, scope, events)
 
 
 def stored_curves(cursor, scope: Scope, keys: list[tuple[str, str, date]]) -> dict:
