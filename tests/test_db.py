@@ -83,3 +83,31 @@ def test_the_transaction_is_ours_alone(database):
     assert driver.autocommit is False  # handed back to the pool as SQLAlchemy expects it
     assert driver.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
     assert [notice for notice in driver.notices if "transaction" in notice] == []
+
+
+def test_data_rows_with_awkward_names_round_trip(database, db_url):
+    from datetime import UTC, date, datetime
+
+    from batchsvc.core.identity import Scope
+    from batchsvc.core.typed import DataWrites, write_data
+
+    scope = Scope("t", "e")
+    writes = {}
+    for index, name in enumerate(AWKWARD[:-2]):  # the empty string is no object id
+        if not name:
+            continue
+        writes[name] = DataWrites(
+            points={(name, datetime(2021, 7, 1, index, tzinfo=UTC)): {"time": "x", "value": index}},
+            curves={(name, date(2021, 7, 1)): ({"contracts": [{"tenor": name}]}, False)},
+            events={(name, name): (datetime(2021, 7, 1, tzinfo=UTC), {"_id": name})},
+        )
+    with database.transaction() as cursor:
+        write_data(cursor, scope, [], writes)
+    points = db_rows(
+        db_url, "SELECT object_id, property, point->>'value' FROM series_points ORDER BY (point->>'value')::int"
+    )
+    assert points == [(name, name, str(index)) for index, name in enumerate(AWKWARD[:-2]) if name]
+    curves = db_rows(db_url, "SELECT object_id, property, doc->'contracts'->0->>'tenor' FROM curves")
+    assert sorted(curves) == sorted((name, name, name) for name in writes)
+    events = db_rows(db_url, "SELECT object_id, property, event_id FROM events")
+    assert sorted(events) == sorted((name, name, name) for name in writes)
