@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 import psycopg2
 import pytest
 from conftest import db_rows, truncate
 
 import batchsvc.core.batches  # noqa: F401 - registers the batch path's prepared statements
 from batchsvc.config import normalise_database_url
+from batchsvc.core.identity import Scope
+from batchsvc.core.typed import DataWrites, write_data
 from batchsvc.db import PREPARED, Database, int_array, text_array
 
 AWKWARD = [
@@ -86,11 +90,6 @@ def test_the_transaction_is_ours_alone(database):
 
 
 def test_data_rows_with_awkward_names_round_trip(database, db_url):
-    from datetime import UTC, date, datetime
-
-    from batchsvc.core.identity import Scope
-    from batchsvc.core.typed import DataWrites, write_data
-
     scope = Scope("t", "e")
     writes = {}
     for index, name in enumerate(AWKWARD[:-2]):  # the empty string is no object id
