@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import orjson
+import psycopg2
 import pytest
 import requests
-from conftest import auth, db_rows, start_live_server
+from conftest import SECRET, auth, db_rows, start_live_server
+from sqlalchemy.engine import make_url
+
+from batchsvc import create_app
 
 TENANT = "tenant-concurrency"
 CLIENTS, BATCHES, SHARED = 8, 25, 20
@@ -148,3 +153,75 @@ def test_same_batch_posted_twice_concurrently_applies_once(two_workers, db_url):
     other = orjson.dumps({"_id": "dup-5", "elements": [{"_id": "something-else"}]})
     conflict = requests.post(two_workers.url + "/api/batch/v1", data=other, headers=headers(environment), timeout=30)
     assert conflict.status_code == 409 and conflict.headers["x-odsl-error"].startswith("[409]")
+
+
+# --- a real deadlock: retried, or 503 + Retry-After once the attempts run out ------------------------
+
+DEADLOCK_TENANT = "tenant-deadlock"
+
+
+def _deadlocked_post(db_url, attempts: int, release):
+    """Post a batch over DL-A and DL-B while another session holds DL-B and then asks for DL-A.
+
+    The batch locks DL-A, waits for DL-B and, having waited first, is the session whose deadlock
+    check fires: PostgreSQL aborts the batch's transaction with 40P01. `release(connection)` ends
+    the other session once it has DL-A (commit or rollback).
+    """
+    app = create_app({"database_url": db_url, "jwt_secret": SECRET, "retry_attempts": attempts})
+    client = app.test_client()
+    headers = {**auth(tenant=DEADLOCK_TENANT), "Content-Type": "application/json"}
+    seed = {"_id": "dl-seed", "elements": [{"_id": "DL-A", "v": 0}, {"_id": "DL-B", "v": 0}]}
+    assert client.post("/api/batch/v1", data=orjson.dumps(seed), headers=headers).status_code == 201
+    other = psycopg2.connect(make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False))
+    try:
+        with other.cursor() as cur:
+            cur.execute("SELECT 1 FROM objects WHERE tenant = %s AND id = 'DL-B' FOR UPDATE", (DEADLOCK_TENANT,))
+        outcome = {}
+        body = orjson.dumps({"_id": "dl-batch", "elements": [{"_id": "DL-A", "v": 1}, {"_id": "DL-B", "v": 1}]})
+        sender = threading.Thread(
+            target=lambda: outcome.update(response=client.post("/api/batch/v1", data=body, headers=headers))
+        )
+        sender.start()
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'batchsvc' AND wait_event_type = 'Lock'"
+        )
+        deadline = time.monotonic() + 10
+        while db_rows(db_url, waiting)[0][0] == 0:
+            assert time.monotonic() < deadline, "the batch never waited for DL-B"
+            time.sleep(0.01)
+        with other.cursor() as cur:
+            cur.execute("SELECT 1 FROM objects WHERE tenant = %s AND id = 'DL-A' FOR UPDATE", (DEADLOCK_TENANT,))
+        release(other)
+        sender.join(30)
+        return outcome["response"], client, headers
+    finally:
+        other.close()
+        app.extensions["batchsvc"].database.dispose()
+
+
+def _versions(db_url):
+    return dict(db_rows(db_url, "SELECT id, version FROM objects WHERE tenant = %s", (DEADLOCK_TENANT,)))
+
+
+def test_a_deadlocked_batch_is_retried_and_applied(db_url):
+    try:
+        response, _, _ = _deadlocked_post(db_url, attempts=5, release=lambda other: other.rollback())
+        assert response.status_code == 201, response.get_data(as_text=True)
+        assert _versions(db_url) == {"DL-A": 2, "DL-B": 2}
+    finally:
+        db_rows(db_url, "DELETE FROM objects WHERE tenant = %s", (DEADLOCK_TENANT,))
+        db_rows(db_url, "DELETE FROM batch_summaries WHERE tenant = %s", (DEADLOCK_TENANT,))
+
+
+def test_a_deadlock_past_the_last_attempt_is_503_with_retry_after(db_url):
+    try:
+        response, client, headers = _deadlocked_post(db_url, attempts=1, release=lambda other: other.rollback())
+        assert response.status_code == 503, response.get_data(as_text=True)
+        assert response.headers["Retry-After"] == "1"
+        assert response.headers["x-odsl-error"].startswith("[503] ")
+        assert "retry later" in response.get_json()["message"]
+        assert _versions(db_url) == {"DL-A": 1, "DL-B": 1}  # nothing of the batch was written
+        assert client.get("/api/batch/v1/dl-batch", headers=headers).status_code == 404
+    finally:
+        db_rows(db_url, "DELETE FROM objects WHERE tenant = %s", (DEADLOCK_TENANT,))
+        db_rows(db_url, "DELETE FROM batch_summaries WHERE tenant = %s", (DEADLOCK_TENANT,))

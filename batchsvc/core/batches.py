@@ -272,24 +272,28 @@ def apply_batch(
     # summary only where its id is new (or failed before). If the id is taken, that
     # transaction rolls back and the careful path claims the id first (replay or 409).
     optimistic = not plan.reads_store
-    for attempt in range(attempts):
+    failures = 0
+    while True:
         try:
             with transaction() as cursor:
                 return _apply_once(cursor, scope, principal, batch, plan, clock, optimistic=optimistic)
         except _IdTaken:
-            optimistic = False
+            optimistic = False  # not a failure: the id is stored, so claim it (replay or 409)
         except (psycopg2.Error, ConnectionLost) as exc:
             # A lost connection is retried too: the batch is idempotent, so even a commit whose
             # outcome is unknown is safe to send again (it replays if it had landed).
             if getattr(exc, "pgcode", None) not in RETRYABLE_CODES and not isinstance(exc, ConnectionLost):
                 raise
-            if isinstance(exc, ConnectionLost) and attempt == attempts - 1:
-                raise
+            failures += 1
+            if failures >= attempts:
+                if isinstance(exc, ConnectionLost):
+                    raise
+                raise Busy(
+                    f"batch {batch.id!r} could not be applied: the database kept reporting conflicts; retry later",
+                    retry_after=1,
+                ) from None
             # Jittered exponential backoff: the competing transaction usually ends within ms.
-            time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + random.random()))
-    raise Busy(
-        f"batch {batch.id!r} could not be applied: the database kept reporting conflicts; retry later", retry_after=1
-    )
+            time.sleep(min(2.0, 0.02 * 2 ** (failures - 1)) * (0.5 + random.random()))
 
 
 class _IdTaken(Exception):
