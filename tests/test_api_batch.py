@@ -438,6 +438,19 @@ def test_a_new_plain_batch_goes_to_the_database_in_one_message_then_commit(clien
     assert any(b"batchsvc_claim_summary" in m for m in messages)  # the taken id went the careful way
 
 
+def test_replay_and_conflict_need_no_retry_attempt(db_url):
+    app = create_app({"database_url": db_url, "jwt_secret": SECRET, "retry_attempts": 1})
+    client = app.test_client()
+    try:
+        batch = {"_id": "one-attempt", "elements": [{"_id": "OA", "v": 1}]}
+        assert post(client, batch).status_code == 201
+        assert post(client, batch).status_code == 200
+        assert_error(post(client, {**batch, "elements": [{"_id": "OA", "v": 2}]}), 409)
+    finally:
+        app.extensions["batchsvc"].database.dispose()
+        truncate(db_url)
+
+
 def test_warning_batch_replays_too(client):
     batch = {"_id": "idem-warn", "elements": [{"_id": "IW"}, 1]}
     assert post(client, batch).status_code == 201
