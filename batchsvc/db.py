@@ -142,8 +142,10 @@ class TransactionCursor(psycopg2.extensions.cursor):
     def run(self, statement: Prepared, params: dict) -> None:
         self.execute(statement.execute_sql, params)
 
-    def defer(self, statement: Prepared, params: dict) -> None:
-        self._queued.append(self.mogrify(statement.execute_sql, params))
+    def defer(self, statement: Prepared | str, params: dict) -> None:
+        """Queue a statement whose result nobody reads; it travels with the next message."""
+        sql = statement.execute_sql if isinstance(statement, Prepared) else statement
+        self._queued.append(self.mogrify(sql, params))
 
     def flush(self) -> None:
         """Send the deferred statements (with BEGIN, if this is the first message)."""

@@ -106,6 +106,12 @@ BAD_ENVELOPES = {
         400,
         ["100001 keys", "#1"],
     ),
+    "\\u0000 900 levels deep": (
+        b'{"elements":[{"_id":"deepnul","v":' + b"[" * 900 + b'"a\\u0000"' + b"]" * 900 + b"}]}",
+        {},
+        400,
+        ["\\u0000", "#0", "deepnul"],
+    ),
     "bad environment": (
         b'{"elements":[{"_id":"a"}]}',
         {"x-odsl-environment": "prod'; --"},

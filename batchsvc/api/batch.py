@@ -26,7 +26,7 @@ from batchsvc.api.http import (
 from batchsvc.api.schemas import BatchSummarySchema, BuildInfoSchema, VarBatchSchema
 from batchsvc.core import summaries
 from batchsvc.core.batches import CREATED, DEFAULT_REASON, REPLAYED, BatchRequest, apply_batch
-from batchsvc.core.documents import check_shape, loads
+from batchsvc.core.documents import MAX_DEPTH, check_shape, first_bad_element, loads
 from batchsvc.core.errors import InvalidInput
 from batchsvc.core.identity import READ, WRITE
 from batchsvc.core.queries import parse_list_query
@@ -54,7 +54,7 @@ def _batch_request(raw: bytes) -> BatchRequest:
         raise InvalidInput("body must be a VarBatch object or a JSON array of elements")
     problem = check_shape(body)
     if problem:
-        raise InvalidInput(f"body has {problem}{_where(body, problem)}")
+        raise InvalidInput(f"body has {problem}{_where(body)}")
     try:
         envelope = _envelope.load(body)
     except ValidationError as exc:
@@ -90,13 +90,9 @@ def _first(problem) -> str:
     return str(problem)
 
 
-def _where(body: dict, problem: str) -> str:
-    elements = body.get("elements")
-    if isinstance(elements, list):
-        for index, element in enumerate(elements):
-            if check_shape(element, max_depth=62) is not None:
-                return f" (element #{index})"
-    return ""
+def _where(body: dict) -> str:
+    found = first_bad_element(body, lambda element: check_shape(element, max_depth=MAX_DEPTH - 2))
+    return f" (element #{found[0]})" if found else ""
 
 
 def submit():

@@ -198,7 +198,7 @@ def _resolve(cursor, scope: Scope, plan: Plan, builder: SummaryBuilder) -> Write
         return writes
     ids = set(pending) | {e.object_id for e in plan.events}
     read = {w.id for w in pending.values() if w.data and not w.replace} | {e.object_id for e in plan.events}
-    stored = lock_objects(cursor, scope, sorted(ids), read)
+    stored = lock_objects(cursor, scope, ids, read)
 
     extra: dict[str, list[EventElement]] = {}
     for event in plan.events:
@@ -260,8 +260,9 @@ def apply_batch(
 
     `transaction()` gives a TransactionCursor that commits when the block ends cleanly and
     rolls back otherwise. Per-element work stays in set-based statements; a new plain batch
-    costs two round trips (BEGIN + id lock + objects + summary, then COMMIT), one with data
-    or events three (BEGIN + claim, reads and writes, COMMIT).
+    costs two round trips (BEGIN + id lock + objects + summary, then COMMIT); one with data or
+    events claims first and reads what it merges with (BEGIN + claim, the reads, all writes +
+    summary, COMMIT).
     """
     principal.require(WRITE)
     if batch.size > max_elements:

@@ -25,7 +25,8 @@ def loads(raw: bytes):
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(_explain_invalid(raw, exc)) from None
     if b"\\u0000" in raw and _NUL_ESCAPE.search(raw):
-        raise InvalidInput(f"\\u0000 is not allowed in keys or strings{_where_nul(value)}")
+        found = first_bad_element(value, lambda element: _first_problem(element, _nul))
+        raise InvalidInput(_NUL_PROBLEM + (_element_suffix(*found[:2]) if found else ""))
     return value
 
 
@@ -63,23 +64,40 @@ def _explain_invalid(raw: bytes, exc: orjson.JSONDecodeError) -> str:
         )
     except (ValueError, RecursionError):
         return f"body is not valid JSON: {exc}"
-    elements = body.get("elements") if isinstance(body, dict) else body
-    if isinstance(elements, list):
-        for index, element in enumerate(elements):
-            problem = _rejected_in(element)
-            if problem:
-                return f"{problem} (element #{index}{_id_suffix(element)})"
-    return _rejected_in(body) or f"body is not valid JSON: {exc}"
+    found = first_bad_element(body, lambda element: _first_problem(element, _rejected))
+    if found:
+        index, element, problem = found
+        return problem + _element_suffix(index, element)
+    return _first_problem(body, _rejected) or f"body is not valid JSON: {exc}"
 
 
-def _rejected_in(value) -> str | None:
+_NUL_PROBLEM = "\\u0000 is not allowed in keys or strings"
+
+
+def _rejected(node) -> str | None:
+    if isinstance(node, _Rejected):
+        return node.problem
+    if isinstance(node, str) and _SURROGATE.search(node):
+        return "a lone UTF-16 surrogate (such as \\ud800) is not allowed in keys or strings"
+    return None
+
+
+def _nul(node) -> str | None:
+    return _NUL_PROBLEM if isinstance(node, str) and "\x00" in node else None
+
+
+def _first_problem(value, problem_of) -> str | None:
+    """The first problem `problem_of` finds in `value` or any key or value inside it.
+
+    Iterative, so a hostile document nested as deep as the parser allows cannot exhaust the
+    Python stack.
+    """
     stack = [value]
     while stack:
         node = stack.pop()
-        if isinstance(node, _Rejected):
-            return node.problem
-        if isinstance(node, str) and _SURROGATE.search(node):
-            return "a lone UTF-16 surrogate (such as \\ud800) is not allowed in keys or strings"
+        problem = problem_of(node)
+        if problem:
+            return problem
         if isinstance(node, dict):
             stack.extend(node.keys())
             stack.extend(node.values())
@@ -88,29 +106,21 @@ def _rejected_in(value) -> str | None:
     return None
 
 
-def _contains_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any("\x00" in k or _contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_contains_nul(v) for v in value)
-    return False
-
-
-def _where_nul(body) -> str:
+def first_bad_element(body, problem_of) -> tuple[int, object, str] | None:
+    """(index, element, problem) of the first batch element for which `problem_of` names one."""
     elements = body.get("elements") if isinstance(body, dict) else body
     if isinstance(elements, list):
         for index, element in enumerate(elements):
-            if _contains_nul(element):
-                return f" (element #{index}{_id_suffix(element)})"
-    return ""
+            problem = problem_of(element)
+            if problem:
+                return index, element, problem
+    return None
 
 
-def _id_suffix(element) -> str:
+def _element_suffix(index: int, element) -> str:
     if isinstance(element, dict) and isinstance(element.get("_id"), str):
-        return f", _id {element['_id'][:64]!r}"
-    return ""
+        return f" (element #{index}, _id {element['_id'][:64]!r})"
+    return f" (element #{index})"
 
 
 def check_shape(value, *, max_depth: int = MAX_DEPTH, max_keys: int = MAX_KEYS) -> str | None:

@@ -106,7 +106,7 @@ ORDER BY id FOR UPDATE
 """
 
 
-def lock_objects(cursor, scope: Scope, ids: list[str], read: set[str]) -> dict[str, dict | None]:
+def lock_objects(cursor, scope: Scope, ids: set[str], read: set[str]) -> dict[str, dict | None]:
     """Lock the stored rows among `ids` in `_id` order; return id -> document (for ids in `read`)."""
     cursor.execute(
         _LOCK_SQL, {"tenant": scope.tenant, "environment": scope.environment, "ids": sorted(ids), "read": sorted(read)}

@@ -271,24 +271,25 @@ def _upsert_rows(cursor, sql: str, scope: Scope, rows: list[tuple]) -> None:
     }
     if len(columns) == 5:
         params["times"] = text_array([instant.isoformat() for instant in columns[3]])
-    cursor.execute(sql, params)
+    cursor.defer(sql, params)
 
 
 def _delete(cursor, scope: Scope, table: str, object_ids) -> None:
     sql = (
         f"DELETE FROM {table} WHERE tenant = %(tenant)s AND environment = %(environment)s AND object_id = ANY(%(ids)s)"
     )
-    cursor.execute(sql, {"tenant": scope.tenant, "environment": scope.environment, "ids": list(object_ids)})
+    cursor.defer(sql, {"tenant": scope.tenant, "environment": scope.environment, "ids": list(object_ids)})
 
 
 def write_data(cursor, scope: Scope, wiped_objects: list[str], writes: dict[str, DataWrites]) -> None:
-    """Write every data row of a batch: one statement per table, rows in key order."""
+    """Write every data row of a batch: one statement per table, rows in key order, all sent
+    with the batch's next message (TransactionCursor.defer)."""
     if wiped_objects:
         for table in DATA_TABLES:
             _delete(cursor, scope, table, sorted(wiped_objects))
     series_wipes = sorted((obj, prop) for obj, data in writes.items() for prop in data.wipe_props)
     if series_wipes:
-        cursor.execute(
+        cursor.defer(
             "DELETE FROM series_points WHERE tenant = %(tenant)s AND environment = %(environment)s "
             "AND (object_id, property) IN (SELECT * FROM unnest(%(objs)s::text[], %(props)s::text[]))",
             {
