@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 
 DEV_SECRET = "batchsvc-development-secret-do-not-use-in-production"
 
@@ -32,17 +31,6 @@ def normalise_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg2://" + url[len(prefix) :]
     return url
-
-
-def embedded_database_url(instance_path: str | os.PathLike) -> str:
-    """Start (or join) the embedded PostgreSQL under instance/pgdata and return its URL."""
-    import pgserver  # imported lazily: only the embedded mode needs it
-
-    pgdata = Path(instance_path) / "pgdata"
-    pgdata.mkdir(parents=True, exist_ok=True)
-    # cleanup_mode=None leaves the server running for the other workers and the next start.
-    server = pgserver.get_server(pgdata, cleanup_mode=None)
-    return server.get_uri()
 
 
 @dataclass(frozen=True)
@@ -119,4 +107,8 @@ class Settings:
 def database_url_from_env(env=None, instance_path: str = "instance") -> str:
     """The database URL migrations and tools use: DATABASE_URL, or the embedded server."""
     env = os.environ if env is None else env
-    return normalise_database_url(env.get("DATABASE_URL") or embedded_database_url(instance_path))
+    if env.get("DATABASE_URL"):
+        return normalise_database_url(env["DATABASE_URL"])
+    from batchsvc import embedded  # only the embedded mode needs the server package
+
+    return normalise_database_url(embedded.database_url(instance_path))

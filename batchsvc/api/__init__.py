@@ -8,7 +8,9 @@ from flask import Flask, request
 from flask_smorest import Api
 
 from batchsvc.api import batch, data, health, objects
+from batchsvc.api.access import authenticate, check_declarations
 from batchsvc.api.errors import register_error_handlers
+from batchsvc.api.http import check_request_text
 from batchsvc.api.schemas import VarBatchSchema
 
 _MIN_GZIP_BYTES = 1024
@@ -32,6 +34,9 @@ def init_api(app: Flask) -> Api:
     api.spec.components.schema("VarBatch", schema=VarBatchSchema)
     for blueprint in (health.blp, batch.blp, objects.blp, data.blp, data.events_blp):
         api.register_blueprint(blueprint)
+    check_declarations(app)
+    app.before_request(authenticate)  # first: anonymous callers learn nothing else
+    app.before_request(check_request_text)
     register_error_handlers(app)
     app.after_request(_gzip_response)
     return api

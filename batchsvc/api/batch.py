@@ -7,16 +7,16 @@ import uuid
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
 from batchsvc import __version__, build_id
 from batchsvc.api import docs
+from batchsvc.api.access import Blueprint, current_principal
+from batchsvc.api.errors import odsl_error
 from batchsvc.api.http import (
     check_source,
     json_response,
     list_response,
-    principal,
     query_params,
     read_body,
     scope,
@@ -25,11 +25,12 @@ from batchsvc.api.http import (
 )
 from batchsvc.api.schemas import BatchSummarySchema, BuildInfoSchema, VarBatchSchema
 from batchsvc.core import summaries
-from batchsvc.core.batches import CREATED, DEFAULT_REASON, REPLAYED, BatchRequest, apply_batch
+from batchsvc.core.batches import DEFAULT_REASON, REJECTED, REPLAYED, BatchRequest, apply_batch
 from batchsvc.core.documents import MAX_DEPTH, check_shape, first_bad_element, loads
 from batchsvc.core.errors import InvalidInput
 from batchsvc.core.identity import READ, WRITE
 from batchsvc.core.queries import parse_list_query
+from batchsvc.core.summaries import WARNING
 
 blp = Blueprint("batch", __name__, url_prefix="/api/batch", description="Submit batches and manage their summaries")
 _envelope = VarBatchSchema()
@@ -96,7 +97,7 @@ def _where(body: dict) -> str:
 
 
 def submit():
-    caller = principal(WRITE)
+    caller = current_principal()
     where = scope(caller)
     config = settings()
     batch = _batch_request(read_body(config.max_body_bytes))
@@ -108,36 +109,44 @@ def submit():
         max_elements=config.max_elements,
         attempts=config.retry_attempts,
     )
-    if outcome.kind == CREATED:
-        return json_response(outcome.summary, 201, {"Location": f"/api/batch/v1/{batch.id}"})
-    return json_response(outcome.summary, 200 if outcome.kind == REPLAYED else 422)
+    summary = outcome.summary
+    if outcome.kind == REPLAYED:
+        return json_response(summary, 200)
+    if outcome.kind == REJECTED:
+        return json_response(summary, 422, odsl_error(422, summary["message"]))
+    headers = {"Location": f"/api/batch/v1/{batch.id}"}
+    if summary["status"] == WARNING:
+        headers["x-odsl-failures"] = str(len(summary["summary"]["failures"]))
+    return json_response(summary, 201, headers)
 
 
 def _list(source: str):
-    caller = principal(READ)
+    caller = current_principal()
     query = parse_list_query(query_params())
     total, items = summaries.list_summaries(services().session(), scope(caller), check_source(source), query)
     return list_response(total, items)
 
 
 def _get(batch_id: str, source: str = "all"):
-    caller = principal(READ)
+    caller = current_principal()
     return json_response(summaries.get_summary(services().session(), scope(caller), batch_id, check_source(source)))
 
 
 def _delete(batch_id: str, source: str = "all"):
-    caller = principal(WRITE)
+    caller = current_principal()
     summaries.delete_summary(services().session(), scope(caller), caller, batch_id, check_source(source))
     return "", 204
 
 
 @blp.route("")
 class BatchService(MethodView):
+    @blp.requires(READ)
     @blp.response(200, BuildInfoSchema)
     def get(self):
         """Build information of the batch service"""
         return json_response({"service": "batch", "release": "v1", "version": __version__, "build": build_id()})
 
+    @blp.requires(WRITE)
     @blp.doc(**docs.SUBMIT)
     @blp.response(201, BatchSummarySchema)
     def post(self):
@@ -147,12 +156,14 @@ class BatchService(MethodView):
 
 @blp.route("/v1")
 class Batches(MethodView):
+    @blp.requires(READ)
     @blp.doc(**docs.LIST)
     @blp.response(200, BatchSummarySchema(many=True))
     def get(self):
         """List batch summaries"""
         return _list("all")
 
+    @blp.requires(WRITE)
     @blp.doc(**docs.SUBMIT)
     @blp.response(201, BatchSummarySchema)
     def post(self):
@@ -162,6 +173,7 @@ class Batches(MethodView):
 
 @blp.route("/v1/<ref>", parameters=[docs.BATCH_REF])
 class SourceOrSummary(MethodView):
+    @blp.requires(READ)
     @blp.doc(**docs.LIST_OR_GET)
     def get(self, ref):
         """List the summaries of a source (private, public, all), or get one summary by id"""
@@ -169,6 +181,7 @@ class SourceOrSummary(MethodView):
             return _list(ref)
         return _get(ref)
 
+    @blp.requires(WRITE)
     @blp.doc(**docs.SUBMIT_TO_SOURCE)
     @blp.response(201, BatchSummarySchema)
     def post(self, ref):
@@ -176,6 +189,7 @@ class SourceOrSummary(MethodView):
         check_source(ref)
         return submit()
 
+    @blp.requires(WRITE)
     @blp.doc(**docs.DELETE)
     @blp.response(204)
     def delete(self, ref):
@@ -185,12 +199,14 @@ class SourceOrSummary(MethodView):
 
 @blp.route("/v1/<source>/<path:batch_id>", parameters=[docs.SOURCE, docs.BATCH_ID])
 class SummaryInSource(MethodView):
+    @blp.requires(READ)
     @blp.doc(**docs.GET)
     @blp.response(200, BatchSummarySchema)
     def get(self, source, batch_id):
         """Get one batch summary"""
         return _get(batch_id, source)
 
+    @blp.requires(WRITE)
     @blp.doc(**docs.DELETE)
     @blp.response(204)
     def delete(self, source, batch_id):

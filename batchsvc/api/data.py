@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from batchsvc.api import docs
-from batchsvc.api.http import check_source, json_response, list_response, principal, query_params, scope, services
+from batchsvc.api.access import Blueprint, current_principal
+from batchsvc.api.http import check_source, json_response, list_response, query_params, scope, services
 from batchsvc.core import data
 from batchsvc.core.errors import InvalidInput
 from batchsvc.core.identity import READ
@@ -19,10 +19,11 @@ events_blp = Blueprint("event", __name__, url_prefix="/api/event", description="
 
 @blp.route("/v1/<source>/<path:ref>", parameters=[docs.SOURCE])
 class DataById(MethodView):
+    @blp.requires(READ)
     @blp.doc(**docs.DATA_GET)
     def get(self, source, ref):
         """A series (OBJ:PROP, with _range), a curve or matrix (OBJ:PROP:DATE), or the latest curve"""
-        caller = principal(READ)
+        caller = current_principal()
         params = query_params()
         unknown = sorted(set(params) - {"_range"})
         if unknown:
@@ -34,10 +35,11 @@ class DataById(MethodView):
 
 @events_blp.route("/v1/<source>/<path:ref>", parameters=[docs.SOURCE])
 class EventList(MethodView):
+    @events_blp.requires(READ)
     @events_blp.doc(**docs.EVENT_LIST)
     def get(self, source, ref):
         """The events of an event list OBJ:LIST (paged, newest first)"""
-        caller = principal(READ)
+        caller = current_principal()
         query = parse_list_query(query_params())
         total, items = data.list_events(services().session(), scope(caller), check_source(source), ref, query)
         return list_response(total, items)

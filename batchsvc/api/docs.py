@@ -8,8 +8,18 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 SUMMARY = {"$ref": "#/components/schemas/BatchSummary"}
 
 
+# Every non-2xx carries it (SPEC §7): the SDKs print it.
+ODSL_ERROR_HEADER = {
+    "x-odsl-error": {"required": True, "schema": {"type": "string"}, "description": "[code] message, on one line"}
+}
+
+
 def _error(description):
-    return {"description": description, "content": {"application/json": {"schema": ERROR}}}
+    return {
+        "description": description,
+        "headers": ODSL_ERROR_HEADER,
+        "content": {"application/json": {"schema": ERROR}},
+    }
 
 
 ENVIRONMENT = {
@@ -42,7 +52,8 @@ BATCH_REF = {
 }
 _SORT_FIELD = "-?[A-Za-z_][A-Za-z0-9_.-]{0,63}"
 _SORT_PATTERN = rf"^\s*({_SORT_FIELD}\s*(,\s*{_SORT_FIELD}\s*)*|\{{.*\}})\s*$"
-AUTH_ERRORS = {"401": _error("Missing or invalid token"), "403": _error("The token lacks the role")}
+# Documented on every operation that needs credentials, by access.Blueprint.requires.
+AUTH_ERRORS = {"401": _error("Missing or invalid credentials"), "403": _error("The caller lacks the role")}
 LIST_PARAMS = [
     {"in": "query", "name": "_limit", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
     {"in": "query", "name": "_skip", "schema": {"type": "integer", "minimum": 0, "maximum": 10000000, "default": 0}},
@@ -92,11 +103,18 @@ SUBMIT = {
         "400": _error("Invalid body or parameters"),
         "409": _error("The batch id was applied with another body"),
         "413": _error("Body or element count over the limit"),
+        "201": {
+            "description": "Applied; a `warning` batch also says how many elements failed",
+            "headers": {
+                "Location": {"required": True, "schema": {"type": "string"}, "description": "the summary's URL"},
+                "x-odsl-failures": {"schema": {"type": "integer"}, "description": "failed elements (warning)"},
+            },
+        },
         "422": {
             "description": "Nothing was written; the stored summary",
+            "headers": ODSL_ERROR_HEADER,
             "content": {"application/json": {"schema": SUMMARY}},
         },
-        **AUTH_ERRORS,
     },
 }
 SUBMIT_TO_SOURCE = {
@@ -113,7 +131,6 @@ LIST = {
     "responses": {
         "200": {"description": "OK", "headers": _LIST_HEADERS},
         "400": _error("Invalid list parameters"),
-        **AUTH_ERRORS,
     },
 }
 LIST_OR_GET = {
@@ -128,17 +145,16 @@ LIST_OR_GET = {
         },
         "400": _error("Invalid list parameters"),
         "404": _error("No such batch"),
-        **AUTH_ERRORS,
     },
 }
 GET = {
     "parameters": [ENVIRONMENT],
-    "responses": {"400": _error("Invalid source"), "404": _error("No such batch"), **AUTH_ERRORS},
+    "responses": {"400": _error("Invalid source"), "404": _error("No such batch")},
 }
 DELETE = {
     "description": "Admins delete any summary; writers the summaries they created.",
     "parameters": [ENVIRONMENT],
-    "responses": {"400": _error("Invalid source"), "404": _error("No such batch"), **AUTH_ERRORS},
+    "responses": {"400": _error("Invalid source"), "404": _error("No such batch")},
 }
 OBJECT_LIST = {
     "description": "Paged (x-total-count header). Any other plain parameter filters a top-level property by exact match.",
@@ -146,12 +162,11 @@ OBJECT_LIST = {
     "responses": {
         "200": {"description": "OK", "headers": _LIST_HEADERS},
         "400": _error("Invalid list parameters"),
-        **AUTH_ERRORS,
     },
 }
 OBJECT_GET = {
     "parameters": [ENVIRONMENT],
-    "responses": {"400": _error("Invalid source"), "404": _error("No such object"), **AUTH_ERRORS},
+    "responses": {"400": _error("Invalid source"), "404": _error("No such object")},
 }
 DATA_GET = {
     "description": "OBJ:PROP returns a series with its observations (or the latest curve/matrix of a curve or "
@@ -169,7 +184,6 @@ DATA_GET = {
         "200": {"description": "The data", "content": {"application/json": {"schema": {"type": "object"}}}},
         "400": _error("Invalid id or range"),
         "404": _error("No such data"),
-        **AUTH_ERRORS,
     },
 }
 EVENT_LIST = {
@@ -182,6 +196,5 @@ EVENT_LIST = {
         },
         "400": _error("Invalid list parameters"),
         "404": _error("No such event list"),
-        **AUTH_ERRORS,
     },
 }

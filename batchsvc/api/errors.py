@@ -29,13 +29,18 @@ DOMAIN_STATUS = {
 }
 
 
+def odsl_error(status: int, message: str) -> dict[str, str]:
+    """The `x-odsl-error: [code] message` header every non-2xx carries (the SDKs print it)."""
+    one_line = " ".join(message.split())[:1000].encode("latin-1", "replace").decode("latin-1")
+    return {"x-odsl-error": f"[{status}] {one_line}"}
+
+
 def error_response(status: int, message: str, errors: dict | None = None, headers: dict | None = None) -> Response:
-    """`{"code","status","message","errors"}` plus the `x-odsl-error` header the SDKs print."""
+    """`{"code","status","message","errors"}` plus the `x-odsl-error` header."""
     phrase = HTTPStatus(status).phrase
     body = {"code": status, "status": phrase, "message": message, "errors": errors or {}}
     response = Response(orjson.dumps(body), status=status, mimetype="application/json")
-    one_line = " ".join(message.split())[:1000].encode("latin-1", "replace").decode("latin-1")
-    response.headers["x-odsl-error"] = f"[{status}] {one_line}"
+    response.headers.update(odsl_error(status, message))
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response

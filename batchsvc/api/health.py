@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import text
 
+from batchsvc.api.access import Blueprint
 from batchsvc.api.errors import error_response
 from batchsvc.api.http import json_response, services
 from batchsvc.api.schemas import HealthSchema
@@ -15,6 +15,7 @@ blp = Blueprint("health", __name__, description="Probes for load balancers and o
 
 @blp.route("/healthz")
 class Liveness(MethodView):
+    @blp.public
     @blp.response(200, HealthSchema)
     def get(self):
         """The process is up (never touches the database)"""
@@ -23,6 +24,7 @@ class Liveness(MethodView):
 
 @blp.route("/readyz")
 class Readiness(MethodView):
+    @blp.public
     @blp.response(200, HealthSchema)
     @blp.alt_response(503, schema="Error")
     def get(self):

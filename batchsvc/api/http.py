@@ -6,8 +6,9 @@ import re
 import zlib
 
 import orjson
-from flask import Response, current_app, g, request
+from flask import Response, current_app, request
 
+from batchsvc.core.documents import text_problem
 from batchsvc.core.errors import InvalidInput, TooLarge
 from batchsvc.core.identity import Principal, Scope
 
@@ -24,14 +25,6 @@ def settings():
 
 def services():
     return current_app.extensions["batchsvc"]
-
-
-def principal(role: str) -> Principal:
-    """The verified caller, who must hold `role` (401 without a valid token, 403 without the role)."""
-    if "principal" not in g:
-        g.principal = services().verifier.verify(request.headers.get("Authorization"))
-    g.principal.require(role)
-    return g.principal
 
 
 def scope(caller: Principal) -> Scope:
@@ -95,3 +88,18 @@ def list_response(total: int, items: list) -> Response:
 
 def query_params() -> dict[str, list[str]]:
     return request.args.to_dict(flat=False)
+
+
+def check_request_text() -> None:
+    """Query parameters and path values get the checks body strings get: a NUL or a lone
+    surrogate is a 400 naming the parameter, never a database error."""
+    values = [
+        (f"query parameter {name[:64]!r}", text) for name, texts in request.args.lists() for text in (name, *texts)
+    ]
+    values += [
+        (f"path segment {name!r}", text) for name, text in (request.view_args or {}).items() if isinstance(text, str)
+    ]
+    for where, text in values:
+        problem = text_problem(text)
+        if problem:
+            raise InvalidInput(f"{where}: {problem.replace('keys or strings', 'parameters')}")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from batchsvc.api import docs
-from batchsvc.api.http import check_source, json_response, list_response, principal, query_params, scope, services
+from batchsvc.api.access import Blueprint, current_principal
+from batchsvc.api.http import check_source, json_response, list_response, query_params, scope, services
 from batchsvc.api.schemas import StoredObjectSchema
 from batchsvc.core import objects
 from batchsvc.core.identity import READ
@@ -17,11 +17,12 @@ blp = Blueprint("object", __name__, url_prefix="/api/object", description="Read 
 
 @blp.route("/v1/<source>", parameters=[docs.SOURCE])
 class Objects(MethodView):
+    @blp.requires(READ)
     @blp.doc(**docs.OBJECT_LIST)
     @blp.response(200, StoredObjectSchema(many=True))
     def get(self, source):
         """List objects of a source (private, public, all)"""
-        caller = principal(READ)
+        caller = current_principal()
         query = parse_list_query(query_params())
         total, items = objects.list_objects(services().session(), scope(caller), check_source(source), query)
         return list_response(total, items)
@@ -29,9 +30,10 @@ class Objects(MethodView):
 
 @blp.route("/v1/<source>/<path:object_id>", parameters=[docs.SOURCE])
 class ObjectById(MethodView):
+    @blp.requires(READ)
     @blp.doc(**docs.OBJECT_GET)
     @blp.response(200, StoredObjectSchema)
     def get(self, source, object_id):
         """One object as stored, with its server fields"""
-        caller = principal(READ)
+        caller = current_principal()
         return json_response(objects.get_object(services().session(), scope(caller), check_source(source), object_id))

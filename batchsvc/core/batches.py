@@ -148,7 +148,7 @@ def plan_elements(batch: BatchRequest, principal: Principal) -> Plan:
         if len(ident) > 256:
             builder.fail(f"#{index}", f"element #{index} has an _id of {len(ident)} characters (at most 256)")
             continue
-        if kind is not None:
+        if kind is not None or "_type" in element:  # "_type": null is no type either
             if type(kind) is not str:
                 builder.fail(ident, "_type must be a string")
                 continue

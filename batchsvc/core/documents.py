@@ -74,16 +74,26 @@ def _explain_invalid(raw: bytes, exc: orjson.JSONDecodeError) -> str:
 _NUL_PROBLEM = "\\u0000 is not allowed in keys or strings"
 
 
+_SURROGATE_PROBLEM = "a lone UTF-16 surrogate (such as \\ud800) is not allowed in keys or strings"
+
+
 def _rejected(node) -> str | None:
     if isinstance(node, _Rejected):
         return node.problem
     if isinstance(node, str) and _SURROGATE.search(node):
-        return "a lone UTF-16 surrogate (such as \\ud800) is not allowed in keys or strings"
+        return _SURROGATE_PROBLEM
     return None
 
 
 def _nul(node) -> str | None:
     return _NUL_PROBLEM if isinstance(node, str) and "\x00" in node else None
+
+
+def text_problem(text: str) -> str | None:
+    """Why PostgreSQL cannot store or compare `text` (a NUL, a lone surrogate), or None.
+
+    The same rule as for body strings, for values from the query string, headers and paths."""
+    return _nul(text) or (_SURROGATE_PROBLEM if _SURROGATE.search(text) else None)
 
 
 def _first_problem(value, problem_of) -> str | None:
