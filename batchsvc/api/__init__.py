@@ -7,7 +7,7 @@ import gzip
 from flask import Flask, request
 from flask_smorest import Api
 
-from batchsvc.api import batch, data, health, objects
+from batchsvc.api import batch, data, docs_assets, health, objects
 from batchsvc.api.errors import register_error_handlers
 from batchsvc.api.schemas import VarBatchSchema
 
@@ -22,7 +22,7 @@ def init_api(app: Flask) -> Api:
         OPENAPI_URL_PREFIX="/api/batch",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        OPENAPI_SWAGGER_UI_URL=docs_assets.ASSETS_URL,  # served here, not from a CDN: works offline
         API_SPEC_OPTIONS={
             "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
             "security": [{"bearer": []}],
@@ -32,6 +32,7 @@ def init_api(app: Flask) -> Api:
     api.spec.components.schema("VarBatch", schema=VarBatchSchema)
     for blueprint in (health.blp, batch.blp, objects.blp, data.blp, data.events_blp):
         api.register_blueprint(blueprint)
+    app.register_blueprint(docs_assets.blp)
     register_error_handlers(app)
     app.after_request(_gzip_response)
     return api
