@@ -7,7 +7,7 @@ import gzip
 from flask import Flask, request
 from flask_smorest import Api
 
-from batchsvc.api import batch, data, health, objects
+from batchsvc.api import batch, data, docs_assets, health, objects
 from batchsvc.api.access import authenticate, check_declarations
 from batchsvc.api.errors import register_error_handlers
 from batchsvc.api.http import check_request_text
@@ -24,7 +24,7 @@ def init_api(app: Flask) -> Api:
         OPENAPI_URL_PREFIX="/api/batch",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        OPENAPI_SWAGGER_UI_URL=docs_assets.ASSETS_URL,  # served here, not from a CDN: works offline
         API_SPEC_OPTIONS={
             "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
             "security": [{"bearer": []}],
@@ -34,6 +34,7 @@ def init_api(app: Flask) -> Api:
     api.spec.components.schema("VarBatch", schema=VarBatchSchema)
     for blueprint in (health.blp, batch.blp, objects.blp, data.blp, data.events_blp):
         api.register_blueprint(blueprint)
+    app.register_blueprint(docs_assets.blp)
     check_declarations(app)
     app.before_request(authenticate)  # first: anonymous callers learn nothing else
     app.before_request(check_request_text)

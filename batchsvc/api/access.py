@@ -33,9 +33,13 @@ class Blueprint(flask_smorest.Blueprint):
 
     def public(self, func):
         """The operation is open: no credentials (health, docs, metrics)."""
-        func = self.doc(security=[])(func)
-        func._access = PUBLIC
-        return func
+        return open_to_all(self.doc(security=[])(func))
+
+
+def open_to_all(view):
+    """Mark a plain Flask view (not an API operation) as needing no credentials."""
+    view._access = PUBLIC
+    return view
 
 
 def _declared_access(app: Flask, endpoint: str | None, method: str):
