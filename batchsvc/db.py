@@ -8,6 +8,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import orjson
 import psycopg2
 import psycopg2.extensions
 from sqlalchemy import MetaData, create_engine, event
@@ -35,6 +36,10 @@ IDLE_PING_SECONDS = 1.0
 def make_engine(url: str, *, pool_size: int = 10, statement_timeout_ms: int = 600_000) -> Engine:
     engine = create_engine(
         url,
+        # orjson reads JSONB numbers the way the body parser did: an integer past 64 bits (how
+        # PostgreSQL prints a stored 1e20) comes back as the double that was sent, never as an int
+        # that cannot be serialised again.
+        json_deserializer=orjson.loads,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=10,

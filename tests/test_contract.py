@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import orjson
 import pytest
 from conftest import auth, db_rows
@@ -136,3 +138,32 @@ def test_a_non_string_element_type_is_an_element_failure(client, db_url, bad_typ
     assert response.get_json()["summary"]["failures"] == {"typed": "_type must be a string"}
     assert client.get("/api/object/v1/private/typed", headers=auth()).status_code == 404
     assert db_rows(db_url, "SELECT id FROM objects") == [("fine",)]
+
+
+def test_numbers_past_64_bit_integers_read_back_as_sent(client):
+    # PostgreSQL prints a stored 1e20 as 100000000000000000000: it must not come back as an
+    # integer orjson cannot serialise (a 500 on every read of the object, found by schemathesis).
+    body = b'[{"_id":"big","a":1e20,"b":18446744073709551616,"c":-1e300,"d":9007199254740993}]'
+    assert client.post("/api/batch/v1", data=body, headers=auth()).status_code == 201
+    for response in (
+        client.get("/api/object/v1/private/big", headers=auth()),
+        client.get("/api/object/v1/all", headers=auth()),
+    ):
+        assert response.status_code == 200, response.get_data(as_text=True)[:200]
+        stored = response.get_json() if isinstance(response.get_json(), dict) else response.get_json()[0]
+        assert (stored["a"], stored["b"], stored["c"]) == (1e20, 18446744073709551616.0, -1e300)
+        assert stored["d"] == 9007199254740993  # within 64 bits: still the exact integer
+
+
+@pytest.mark.parametrize("route", ["/api/batch/v1", "/api/object/v1/all", "/api/batch/v1/private"])
+def test_the_documented_sort_pattern_admits_exactly_the_sortable_fields(client, route):
+    spec = client.get("/api/batch/openapi.json").get_json()
+    path = {"/api/batch/v1": "/api/batch/v1", "/api/object/v1/all": "/api/object/v1/{source}"}.get(
+        route, "/api/batch/v1/{ref}"
+    )
+    sort = next(p for p in spec["paths"][path]["get"]["parameters"] if p["name"] == "_sort")
+    pattern = re.compile(sort["schema"]["pattern"])
+    for value in ("-_id", "_id, -_id", '{"_id": -1}', "A", '{"A":1}', ""):
+        documented = bool(pattern.match(value))
+        answered = client.get(route, query_string={"_sort": value}, headers=auth()).status_code
+        assert answered == (200 if documented else 400), (value, answered)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from batchsvc.api.schemas import ELEMENT_DOC
+from batchsvc.core.data import EVENT_FIELDS
+from batchsvc.core.objects import OBJECT_SORTABLE
+from batchsvc.core.summaries import SUMMARY_FIELDS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 SUMMARY = {"$ref": "#/components/schemas/BatchSummary"}
@@ -50,21 +55,34 @@ BATCH_REF = {
     "description": "private, public, all or a batch id",
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
 }
-_SORT_FIELD = "-?[A-Za-z_][A-Za-z0-9_.-]{0,63}"
-_SORT_PATTERN = rf"^\s*({_SORT_FIELD}\s*(,\s*{_SORT_FIELD}\s*)*|\{{.*\}})\s*$"
+
+
 # Documented on every operation that needs credentials, by access.Blueprint.requires.
 AUTH_ERRORS = {"401": _error("Missing or invalid credentials"), "403": _error("The caller lacks the role")}
-LIST_PARAMS = [
-    {"in": "query", "name": "_limit", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
-    {"in": "query", "name": "_skip", "schema": {"type": "integer", "minimum": 0, "maximum": 10000000, "default": 0}},
-    {
-        "in": "query",
-        "name": "_sort",
-        "schema": {"type": "string", "pattern": _SORT_PATTERN},
-        "description": 'field,-field or {"field":1}',
-    },
-    {"in": "query", "name": "_search", "schema": {"type": "string"}, "description": "case-insensitive substring"},
-]
+
+
+def list_params(sortable) -> list[dict]:
+    """Paging, search and a `_sort` whose documented pattern admits exactly the `sortable` fields."""
+    field = "(" + "|".join(re.escape(name) for name in sorted(sortable)) + ")"
+    item, pair = rf"-?{field}", rf'"{field}"\s*:\s*-?1'
+    pattern = rf"^\s*({item}\s*(,\s*{item}\s*)*|\{{\s*{pair}\s*(,\s*{pair}\s*)*\}})\s*$"
+    return [
+        {"in": "query", "name": "_limit", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+        {
+            "in": "query",
+            "name": "_skip",
+            "schema": {"type": "integer", "minimum": 0, "maximum": 10000000, "default": 0},
+        },
+        {
+            "in": "query",
+            "name": "_sort",
+            "schema": {"type": "string", "pattern": pattern},
+            "description": f'field,-field or {{"field":1}}; fields: {", ".join(sorted(sortable))}',
+        },
+        {"in": "query", "name": "_search", "schema": {"type": "string"}, "description": "case-insensitive substring"},
+    ]
+
+
 _LIST_HEADERS = {"x-total-count": {"schema": {"type": "integer"}, "description": "number of matches"}}
 _BATCH_ID_RULES = "Batch ids are 1-128 characters of A-Za-z0-9._:-"
 
@@ -127,7 +145,7 @@ SUBMIT_TO_SOURCE = {
 LIST = {
     "description": "Paged (x-total-count header). Any other plain parameter filters by exact match; "
     "gt(), gte(), lt(), lte(), range(a,b), in(a,b), ne() work on timestamp and size.",
-    "parameters": [ENVIRONMENT, *LIST_PARAMS],
+    "parameters": [ENVIRONMENT, *list_params(SUMMARY_FIELDS)],
     "responses": {
         "200": {"description": "OK", "headers": _LIST_HEADERS},
         "400": _error("Invalid list parameters"),
@@ -136,7 +154,7 @@ LIST = {
 LIST_OR_GET = {
     "description": "`private`, `public` or `all` list summaries (paged, filterable like the list route); "
     f"any other value is a batch id and returns that summary. {_BATCH_ID_RULES}.",
-    "parameters": [ENVIRONMENT, *LIST_PARAMS],
+    "parameters": [ENVIRONMENT, *list_params(SUMMARY_FIELDS)],
     "responses": {
         "200": {
             "description": "A page of summaries, or one summary",
@@ -158,7 +176,7 @@ DELETE = {
 }
 OBJECT_LIST = {
     "description": "Paged (x-total-count header). Any other plain parameter filters a top-level property by exact match.",
-    "parameters": [ENVIRONMENT, *LIST_PARAMS],
+    "parameters": [ENVIRONMENT, *list_params(OBJECT_SORTABLE)],
     "responses": {
         "200": {"description": "OK", "headers": _LIST_HEADERS},
         "400": _error("Invalid list parameters"),
@@ -187,7 +205,7 @@ DATA_GET = {
     },
 }
 EVENT_LIST = {
-    "parameters": [ENVIRONMENT, *LIST_PARAMS],
+    "parameters": [ENVIRONMENT, *list_params(EVENT_FIELDS)],
     "responses": {
         "200": {
             "description": "A page of events",

@@ -196,6 +196,7 @@ OBJECT_FIELDS = {
     "_user": Field(StoredObject.user, "text"),
     "_batch": Field(StoredObject.batch, "text"),
 }
+OBJECT_SORTABLE = {**OBJECT_FIELDS, "name": Field(StoredObject.doc["name"].astext, "text")}
 OBJECT_SEARCH = (StoredObject.id, StoredObject.doc["name"].astext, StoredObject.doc["description"].astext)
 
 
@@ -217,7 +218,7 @@ def list_objects(session: Session, scope: Scope, source: str, query: ListQuery) 
         base,
         query,
         field_for=_object_field,
-        sortable={**OBJECT_FIELDS, "name": Field(StoredObject.doc["name"].astext, "text")},
+        sortable=OBJECT_SORTABLE,
         search=OBJECT_SEARCH,
         default_sort=[(StoredObject.updated, -1), (StoredObject.id, 1)],
     )
