@@ -10,6 +10,7 @@ from flask import Flask, g
 from batchsvc.auth import TokenVerifier
 from batchsvc.config import Settings
 from batchsvc.db import Database
+from batchsvc.store import Store
 
 __version__ = "1.0.0"
 
@@ -21,11 +22,12 @@ def build_id() -> str:
 
 @dataclass
 class Services:
-    """What views need from the app: settings, token verifier, database."""
+    """What views need from the app: settings, token verifier, database and its store."""
 
     settings: Settings
     verifier: TokenVerifier
     database: Database
+    store: Store
 
     def session(self):
         """The request's session, opened on first use and closed at teardown."""
@@ -44,7 +46,7 @@ def create_app(config: dict | None = None) -> Flask:
         pool_size=settings.db_pool_size,
         statement_timeout_ms=settings.db_statement_timeout_ms,
     )
-    app.extensions["batchsvc"] = Services(settings, TokenVerifier(settings), database)
+    app.extensions["batchsvc"] = Services(settings, TokenVerifier(settings), database, Store(database))
     app.teardown_appcontext(_close_session)
 
     from batchsvc.api import init_api

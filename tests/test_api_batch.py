@@ -10,7 +10,7 @@ import pytest
 from conftest import SECRET, auth, truncate
 
 from batchsvc import create_app
-from batchsvc.db import TransactionCursor
+from batchsvc.store.transaction import TransactionCursor
 
 DOC_BATCH_ID = "00006d91-0fa0-481a-8118-7d6c1f4dba8f"
 DOC_NAME = "AEMO_NEM_POWER_5MIN_PRICE_AND_DEMAND_EVENTS"

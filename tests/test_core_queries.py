@@ -12,9 +12,14 @@ from sqlalchemy.dialects import postgresql
 from batchsvc.core import objects, summaries
 from batchsvc.core.errors import InvalidInput
 from batchsvc.core.identity import Scope
-from batchsvc.core.queries import DEFAULT_LIMIT, MAX_LIMIT, Field, ListQuery, filter_clause, parse_list_query
+from batchsvc.core.queries import DEFAULT_LIMIT, MAX_LIMIT, Filter, ListQuery, parse_filter, parse_list_query
+from batchsvc.core.times import iso
 from batchsvc.db import Database
 from batchsvc.models import StoredObject
+from batchsvc.store import batches as stored
+from batchsvc.store import lists
+from batchsvc.store.reads import Reader
+from batchsvc.store.transaction import raw_transaction
 
 SCOPE = Scope(tenant="tenant-q", environment="production")
 T0 = datetime(2024, 1, 6, 16, 20, 27, 433000, tzinfo=UTC)
@@ -38,12 +43,12 @@ def test_paging_search_and_filters_are_parsed():
         {"_limit": ["5"], "_skip": ["10"], "_search": ["Fx"], "name": ["A"], "timestamp": ["gt(2024-01-01)"]}
     )
     assert (query.limit, query.skip, query.search) == (5, 10, "Fx")
-    assert query.filters == [("name", "A"), ("timestamp", "gt(2024-01-01)")]
+    assert query.filters == [Filter("name", "eq", ("A",)), Filter("timestamp", "gt", ("2024-01-01",))]
     assert q(_limit="1000").limit == 1000
     assert q(_id="x", _version="2", _timestamp="gt(2024-01-01)").filters == [
-        ("_id", "x"),
-        ("_version", "2"),
-        ("_timestamp", "gt(2024-01-01)"),
+        Filter("_id", "eq", ("x",)),
+        Filter("_version", "eq", ("2",)),
+        Filter("_timestamp", "gt", ("2024-01-01",)),
     ]
 
 
@@ -88,9 +93,14 @@ def test_malformed_parameters_raise_invalid_input(params):
 
 # --- filter clauses: every value is a bound parameter ---------------------------------------
 
-TEXT = Field(column("name"), "text")
-WHEN = Field(column("timestamp"), "datetime")
-COUNT = Field(column("size"), "int")
+TEXT = lists.Field(column("name"), "text")
+WHEN = lists.Field(column("timestamp"), "datetime")
+COUNT = lists.Field(column("size"), "int")
+
+
+def filter_clause(name, field, raw):
+    """One query parameter through both halves: parsed in core, turned into SQL in the store."""
+    return lists.filter_clause(field, parse_filter(name, raw))
 
 
 def compiled(clause):
@@ -187,7 +197,7 @@ def store_summary(session, scope, batch_id, *, minutes, name=None, status="succe
         "_id": batch_id,
         "user": user,
         "environment": scope.environment,
-        "timestamp": objects.iso(finished),
+        "timestamp": iso(finished),
         "service": "svc",
         "name": name,
         "reason": "Update Batch",
@@ -201,8 +211,8 @@ def store_summary(session, scope, batch_id, *, minutes, name=None, status="succe
         "size": size,
         "summary": {"curves": {}, "series": {}, "matrix": {}, "events": {}, "failures": {}},
     }
-    with session.database.transaction() as cursor:
-        summaries.store(cursor, scope, doc, finished=finished, body_hash="0" * 64)
+    with raw_transaction(session.database, stored.PREPARED) as cursor:
+        stored.BatchStore(cursor, scope).store_summary(doc, finished=finished, body_hash="0" * 64)
 
 
 @pytest.fixture
@@ -222,19 +232,19 @@ def four(session):
 
 
 def ids(session, **params):
-    total, items = summaries.list_summaries(session, SCOPE, "all", q(**params))
+    total, items = summaries.list_summaries(Reader(session, SCOPE), "all", q(**params))
     return total, [item["_id"] for item in items]
 
 
 def at(minutes: int) -> str:
-    return objects.iso(T0 + timedelta(minutes=minutes))
+    return iso(T0 + timedelta(minutes=minutes))
 
 
 def test_scope_and_default_order(four):
     assert ids(four) == (4, ["s4", "s3", "s2", "s1"])
-    assert summaries.list_summaries(four, Scope("tenant-other", "production"), "all", ListQuery())[0] == 1
-    assert summaries.list_summaries(four, Scope("tenant-q", "staging"), "all", ListQuery())[0] == 1
-    assert summaries.list_summaries(four, Scope("tenant-none", "production"), "all", ListQuery()) == (0, [])
+    assert summaries.list_summaries(Reader(four, Scope("tenant-other", "production")), "all", ListQuery())[0] == 1
+    assert summaries.list_summaries(Reader(four, Scope("tenant-q", "staging")), "all", ListQuery())[0] == 1
+    assert summaries.list_summaries(Reader(four, Scope("tenant-none", "production")), "all", ListQuery()) == (0, [])
 
 
 def test_timestamp_bounds_are_exact(four):
@@ -263,9 +273,9 @@ def test_sort_puts_nulls_last_and_breaks_ties_by_newest(four):
     assert ids(four, _sort="status") == (4, ["s3", "s4", "s1", "s2"])
     assert ids(four, _sort='{"size":-1}') == (4, ["s4", "s2", "s3", "s1"])
     with pytest.raises(InvalidInput):
-        summaries.list_summaries(four, SCOPE, "all", q(_sort="body_hash"))
+        summaries.list_summaries(Reader(four, SCOPE), "all", q(_sort="body_hash"))
     with pytest.raises(InvalidInput):
-        summaries.list_summaries(four, SCOPE, "all", q(tenant="tenant-other"))
+        summaries.list_summaries(Reader(four, SCOPE), "all", q(tenant="tenant-other"))
 
 
 def test_ne_keeps_rows_where_the_field_is_null(four):
@@ -308,7 +318,7 @@ def test_object_lists_on_postgresql(session):
         )
 
     def object_ids(source="all", **params):
-        total, items = objects.list_objects(session, SCOPE, source, q(**params))
+        total, items = objects.list_objects(Reader(session, SCOPE), source, q(**params))
         return total, [item["_id"] for item in items]
 
     assert object_ids() == (3, ["C", "#A", "B"])
@@ -318,9 +328,9 @@ def test_object_lists_on_postgresql(session):
     assert object_ids(n="2") == (1, ["C"])
     assert object_ids(_version="2") == (1, ["C"])
     assert object_ids(_batch="ob-1") == (2, ["#A", "B"])
-    assert object_ids(_timestamp=f"gt({objects.iso(T0)})") == (1, ["C"])
+    assert object_ids(_timestamp=f"gt({iso(T0)})") == (1, ["C"])
     assert object_ids("private", _sort="-_id") == (2, ["C", "B"])
     assert object_ids(_search="BEE") == (1, ["B"])
     assert object_ids(_version="gt(1)", kind="x") == (1, ["C"])
-    assert objects.list_objects(session, Scope("tenant-other", "production"), "all", ListQuery())[0] == 1
-    assert objects.list_objects(session, Scope("tenant-q", "staging"), "all", ListQuery()) == (0, [])
+    assert objects.list_objects(Reader(session, Scope("tenant-other", "production")), "all", ListQuery())[0] == 1
+    assert objects.list_objects(Reader(session, Scope("tenant-q", "staging")), "all", ListQuery()) == (0, [])

@@ -8,11 +8,12 @@ import psycopg2
 import pytest
 from conftest import db_rows, truncate
 
-import batchsvc.core.batches  # noqa: F401 - registers the batch path's prepared statements
 from batchsvc.config import normalise_database_url
 from batchsvc.core.identity import Scope
-from batchsvc.core.typed import DataWrites, write_data
-from batchsvc.db import PREPARED, Database, int_array, text_array
+from batchsvc.core.typed import DataWrites
+from batchsvc.db import Database
+from batchsvc.store.batches import PREPARED, BatchStore
+from batchsvc.store.transaction import int_array, raw_transaction, text_array
 
 AWKWARD = [
     "a",
@@ -40,7 +41,7 @@ def database(db_url):
 
 
 def test_array_literals_carry_any_string_unchanged(database):
-    with database.transaction() as cursor:
+    with raw_transaction(database, PREPARED) as cursor:
         cursor.execute(
             "SELECT %s::text[], %s::int[], %s::text[]", (text_array(AWKWARD), int_array([3, -1, 0]), text_array([]))
         )
@@ -52,27 +53,27 @@ def test_statements_commit_together_and_roll_back_together(database, db_url):
         'INSERT INTO batch_summaries (tenant, environment, id, timestamp, "user", status, source, body_hash, doc) '
         "VALUES ('t', 'e', %s, now(), 'u', 'success', 'private', 'h', '{}')"
     )
-    with pytest.raises(psycopg2.errors.UniqueViolation), database.transaction() as cursor:
+    with pytest.raises(psycopg2.errors.UniqueViolation), raw_transaction(database, PREPARED) as cursor:
         cursor.execute(insert, ("first",))
         cursor.execute(insert, ("first",))  # fails: the first insert goes with it
     assert db_rows(db_url, "SELECT count(*) FROM batch_summaries") == [(0,)]
-    with pytest.raises(RuntimeError), database.transaction() as cursor:
+    with pytest.raises(RuntimeError), raw_transaction(database, PREPARED) as cursor:
         cursor.execute(insert, ("second",))
         raise RuntimeError("the caller gives up")
     assert db_rows(db_url, "SELECT count(*) FROM batch_summaries") == [(0,)]
-    with database.transaction() as cursor:
+    with raw_transaction(database, PREPARED) as cursor:
         cursor.execute(insert, ("third",))
         assert db_rows(db_url, "SELECT count(*) FROM batch_summaries") == [(0,)]  # not visible before COMMIT
     assert db_rows(db_url, "SELECT id FROM batch_summaries") == [("third",)]
 
 
 def test_every_connection_prepares_the_hot_statements(database):
-    with database.transaction() as cursor:
+    with raw_transaction(database, PREPARED) as cursor:
         cursor.execute("SELECT name FROM pg_prepared_statements ORDER BY name")
         names = [row[0] for row in cursor.fetchall()]
-    assert names == sorted(PREPARED) and "batchsvc_merge_objects" in names
+    assert names == sorted(s.name for s in PREPARED) and "batchsvc_merge_objects" in names
     database.dispose()  # a new pool: fresh connections prepare again
-    with database.transaction() as cursor:
+    with raw_transaction(database, PREPARED) as cursor:
         cursor.execute("SELECT count(*) FROM pg_prepared_statements")
         assert cursor.fetchone() == (len(PREPARED),)
 
@@ -80,7 +81,7 @@ def test_every_connection_prepares_the_hot_statements(database):
 def test_the_transaction_is_ours_alone(database):
     """BEGIN travels with the first statement and COMMIT ends it: psycopg2 must not open
     (and the pool must not roll back) a transaction of its own around it."""
-    with database.transaction() as cursor:
+    with raw_transaction(database, PREPARED) as cursor:
         cursor.execute("SELECT 1")
         driver = cursor.connection
         assert driver.autocommit is True
@@ -100,8 +101,8 @@ def test_data_rows_with_awkward_names_round_trip(database, db_url):
             curves={(name, date(2021, 7, 1)): ({"contracts": [{"tenor": name}]}, False)},
             events={(name, name): (datetime(2021, 7, 1, tzinfo=UTC), {"_id": name})},
         )
-    with database.transaction() as cursor:
-        write_data(cursor, scope, [], writes)
+    with raw_transaction(database, PREPARED) as cursor:
+        BatchStore(cursor, scope).write_data([], writes)
     points = db_rows(
         db_url, "SELECT object_id, property, point->>'value' FROM series_points ORDER BY (point->>'value')::int"
     )

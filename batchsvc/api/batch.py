@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import uuid
-
 from flask import request
 from flask.views import MethodView
-from marshmallow import ValidationError
 
 from batchsvc import __version__, build_id
 from batchsvc.api import docs
@@ -19,91 +15,32 @@ from batchsvc.api.http import (
     list_response,
     query_params,
     read_body,
+    reader,
     scope,
     services,
     settings,
 )
-from batchsvc.api.schemas import BatchSummarySchema, BuildInfoSchema, VarBatchSchema
+from batchsvc.api.schemas import BatchSummarySchema, BuildInfoSchema
 from batchsvc.core import summaries
-from batchsvc.core.batches import DEFAULT_REASON, REJECTED, REPLAYED, BatchRequest, apply_batch
-from batchsvc.core.documents import MAX_DEPTH, check_shape, first_bad_element, loads
-from batchsvc.core.errors import InvalidInput
+from batchsvc.core.batches import REJECTED, REPLAYED, apply_batch, read_batch_request
 from batchsvc.core.identity import READ, WRITE
 from batchsvc.core.queries import parse_list_query
 from batchsvc.core.summaries import WARNING
 
 blp = Blueprint("batch", __name__, url_prefix="/api/batch", description="Submit batches and manage their summaries")
-_envelope = VarBatchSchema()
-_FLAGS = ("_replace", "_atomic")
-
-
-def _flag(name: str) -> bool:
-    raw = request.args.get(name)
-    if raw is None:
-        return False
-    value = raw.strip().lower()
-    if value not in ("true", "false", "1", "0", ""):
-        raise InvalidInput(f"{name} must be true or false, got {raw[:32]!r}")
-    return value in ("true", "1")
-
-
-def _batch_request(raw: bytes) -> BatchRequest:
-    body = loads(raw)
-    if isinstance(body, list):
-        body = {"elements": body}
-    elif not isinstance(body, dict):
-        raise InvalidInput("body must be a VarBatch object or a JSON array of elements")
-    problem = check_shape(body)
-    if problem:
-        raise InvalidInput(f"body has {problem}{_where(body)}")
-    try:
-        envelope = _envelope.load(body)
-    except ValidationError as exc:
-        messages = exc.messages if isinstance(exc.messages, dict) else {"body": exc.messages}
-        detail = "; ".join(f"{name}: {_first(problem)}" for name, problem in sorted(messages.items()))
-        raise InvalidInput(f"invalid batch envelope: {detail}", errors={"json": exc.messages}) from None
-    replace, atomic = _flag("_replace"), _flag("_atomic")
-    reason = request.args.get("_reason") or envelope.get("reason") or DEFAULT_REASON
-    if len(reason) > 256:
-        raise InvalidInput("_reason must be at most 256 characters")
-    digest = hashlib.sha256(raw)
-    digest.update(f"\x1f{replace}\x1f{atomic}\x1f{reason}".encode())
-    return BatchRequest(
-        id=envelope.get("id") or str(uuid.uuid4()),
-        elements=envelope["elements"],
-        body_hash=digest.hexdigest(),
-        reason=reason,
-        name=envelope.get("name"),
-        service=envelope.get("service"),
-        loader=envelope.get("loader"),
-        correlation_id=envelope.get("correlation_id"),
-        description=envelope.get("description"),
-        history=envelope.get("history"),
-        replace=replace,
-        atomic=atomic,
-    )
-
-
-def _first(problem) -> str:
-    """The first message of a marshmallow error entry (a list, or a dict for nested fields)."""
-    while isinstance(problem, (list, dict)) and problem:
-        problem = problem[0] if isinstance(problem, list) else next(iter(problem.values()))
-    return str(problem)
-
-
-def _where(body: dict) -> str:
-    found = first_bad_element(body, lambda element: check_shape(element, max_depth=MAX_DEPTH - 2))
-    return f" (element #{found[0]})" if found else ""
 
 
 def submit():
     caller = current_principal()
-    where = scope(caller)
     config = settings()
-    batch = _batch_request(read_body(config.max_body_bytes))
+    batch = read_batch_request(
+        read_body(config.max_body_bytes),
+        replace=request.args.get("_replace"),
+        atomic=request.args.get("_atomic"),
+        reason=request.args.get("_reason"),
+    )
     outcome = apply_batch(
-        services().database.transaction,
-        where,
+        services().store.batch_transaction(scope(caller)),
         caller,
         batch,
         max_elements=config.max_elements,
@@ -121,20 +58,18 @@ def submit():
 
 
 def _list(source: str):
-    caller = current_principal()
     query = parse_list_query(query_params())
-    total, items = summaries.list_summaries(services().session(), scope(caller), check_source(source), query)
+    total, items = summaries.list_summaries(reader(current_principal()), check_source(source), query)
     return list_response(total, items)
 
 
 def _get(batch_id: str, source: str = "all"):
-    caller = current_principal()
-    return json_response(summaries.get_summary(services().session(), scope(caller), batch_id, check_source(source)))
+    return json_response(summaries.get_summary(reader(current_principal()), batch_id, check_source(source)))
 
 
 def _delete(batch_id: str, source: str = "all"):
     caller = current_principal()
-    summaries.delete_summary(services().session(), scope(caller), caller, batch_id, check_source(source))
+    summaries.delete_summary(reader(caller), caller, batch_id, check_source(source))
     return "", 204
 
 

@@ -7,7 +7,7 @@ from flask.views import MethodView
 
 from batchsvc.api import docs
 from batchsvc.api.access import Blueprint, current_principal
-from batchsvc.api.http import check_source, json_response, list_response, query_params, scope, services
+from batchsvc.api.http import check_source, json_response, list_response, query_params, reader
 from batchsvc.core import data
 from batchsvc.core.errors import InvalidInput
 from batchsvc.core.identity import READ
@@ -28,9 +28,7 @@ class DataById(MethodView):
         unknown = sorted(set(params) - {"_range"})
         if unknown:
             raise InvalidInput(f"unknown query parameter {unknown[0][:64]!r}; only _range is accepted")
-        return json_response(
-            data.get_data(services().session(), scope(caller), check_source(source), ref, request.args.get("_range"))
-        )
+        return json_response(data.get_data(reader(caller), check_source(source), ref, request.args.get("_range")))
 
 
 @events_blp.route("/v1/<source>/<path:ref>", parameters=[docs.SOURCE])
@@ -41,5 +39,5 @@ class EventList(MethodView):
         """The events of an event list OBJ:LIST (paged, newest first)"""
         caller = current_principal()
         query = parse_list_query(query_params())
-        total, items = data.list_events(services().session(), scope(caller), check_source(source), ref, query)
+        total, items = data.list_events(reader(caller), check_source(source), ref, query)
         return list_response(total, items)

@@ -6,6 +6,14 @@ import re
 
 from batchsvc.api.schemas import ELEMENT_DOC
 from batchsvc.core.data import EVENT_FIELDS
+from batchsvc.core.identity import (
+    BATCH_ID_PATTERN,
+    BATCH_ID_RULE,
+    DEFAULT_ENVIRONMENT,
+    ENVIRONMENT_PATTERN,
+    MAX_TEXT_LENGTH,
+    SOURCES,
+)
 from batchsvc.core.objects import OBJECT_SORTABLE
 from batchsvc.core.summaries import SUMMARY_FIELDS
 
@@ -31,7 +39,7 @@ ENVIRONMENT = {
     "in": "header",
     "name": "x-odsl-environment",
     "required": False,
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", "default": "production"},
+    "schema": {"type": "string", "pattern": ENVIRONMENT_PATTERN, "default": DEFAULT_ENVIRONMENT},
     "description": "Environment of the objects and summaries (default production)",
 }
 # Path parameters the route converters cannot describe (flask-smorest merges these into the auto docs).
@@ -40,20 +48,20 @@ SOURCE = {
     "name": "source",
     "required": True,
     "description": "private, public or all",
-    "schema": {"type": "string", "enum": ["private", "public", "all"]},
+    "schema": {"type": "string", "enum": list(SOURCES)},
 }
 BATCH_ID = {
     "in": "path",
     "name": "batch_id",
     "required": True,
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+    "schema": {"type": "string", "pattern": BATCH_ID_PATTERN},
 }
 BATCH_REF = {
     "in": "path",
     "name": "ref",
     "required": True,
     "description": "private, public, all or a batch id",
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+    "schema": {"type": "string", "pattern": BATCH_ID_PATTERN},
 }
 
 
@@ -84,7 +92,7 @@ def list_params(sortable) -> list[dict]:
 
 
 _LIST_HEADERS = {"x-total-count": {"schema": {"type": "integer"}, "description": "number of matches"}}
-_BATCH_ID_RULES = "Batch ids are 1-128 characters of A-Za-z0-9._:-"
+_BATCH_ID_RULES = f"Batch ids are {BATCH_ID_RULE}"
 
 SUBMIT = {
     "description": "Body: a VarBatch, or a bare array taken as its elements. Parsed as JSON whatever the "
@@ -98,7 +106,7 @@ SUBMIT = {
             "description": "every element replaces its object",
         },
         {"in": "query", "name": "_atomic", "schema": {"type": "boolean"}, "description": "all-or-nothing"},
-        {"in": "query", "name": "_reason", "schema": {"type": "string", "maxLength": 256}},
+        {"in": "query", "name": "_reason", "schema": {"type": "string", "maxLength": MAX_TEXT_LENGTH}},
     ],
     "requestBody": {
         "required": True,

@@ -6,15 +6,22 @@ import logging
 from http import HTTPStatus
 
 import orjson
-import psycopg2
 from flask import Flask, Response
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from batchsvc.auth import AuthError
-from batchsvc.core.errors import Busy, Conflict, DomainError, Forbidden, InvalidInput, NotFound, TooLarge, Unavailable
-from batchsvc.db import ConnectionLost
+from batchsvc.core.errors import (
+    Busy,
+    Conflict,
+    ConnectionLost,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooLarge,
+    Unavailable,
+)
+from batchsvc.store import DATABASE_DOWN, as_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +71,11 @@ def _http_exception(exc: HTTPException) -> Response:
 
 def _domain_error(exc: DomainError) -> Response:
     status = next(code for kind, code in DOMAIN_STATUS.items() if isinstance(exc, kind))
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Busy) else None
+    headers = None
+    if isinstance(exc, Busy):
+        headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, Unavailable):
+        headers = {"Retry-After": "5"}
     return error_response(status, exc.message, exc.errors, headers)
 
 
@@ -78,21 +89,15 @@ def _auth_error(exc: AuthError) -> Response:
 
 
 def _database_down(exc: Exception) -> Response:
-    if getattr(getattr(exc, "orig", exc), "pgcode", None) == "57014":  # query_canceled: statement timeout
-        log.warning("statement timeout: %s", exc.__class__.__name__)
-        return error_response(
-            503,
-            "the database did not finish in time (statement timeout); retry later or send a smaller batch",
-            headers={"Retry-After": "5"},
-        )
-    log.warning("database unavailable: %s", exc.__class__.__name__)
-    return error_response(503, "the database is unavailable; retry shortly", headers={"Retry-After": "5"})
+    problem = as_unavailable(exc)
+    log.warning("database unavailable (%s): %s", exc.__class__.__name__, problem.message)
+    return _domain_error(problem)
 
 
 def _unexpected(exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
         return _http_exception(exc)
-    if isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError):
+    if isinstance(exc, DATABASE_DOWN):
         return _database_down(exc)
     log.exception("unhandled error")
     return error_response(500, "internal server error")
@@ -102,6 +107,6 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_exception)
     app.register_error_handler(DomainError, _domain_error)
     app.register_error_handler(AuthError, _auth_error)
-    for kind in (OperationalError, InterfaceError, PoolTimeout, ConnectionLost):
+    for kind in (*DATABASE_DOWN, ConnectionLost):
         app.register_error_handler(kind, _database_down)
     app.register_error_handler(Exception, _unexpected)

@@ -1,4 +1,4 @@
-"""Request and response plumbing shared by the views: bodies, scope, principal, JSON."""
+"""Request and response plumbing shared by the views: bodies, scope, the store, JSON."""
 
 from __future__ import annotations
 
@@ -10,12 +10,10 @@ from flask import Response, current_app, request
 
 from batchsvc.core.documents import text_problem
 from batchsvc.core.errors import InvalidInput, TooLarge
-from batchsvc.core.identity import Principal, Scope
+from batchsvc.core.identity import DEFAULT_ENVIRONMENT, ENVIRONMENT_PATTERN, SOURCES, Principal, Scope
 
 ENVIRONMENT_HEADER = "x-odsl-environment"
-DEFAULT_ENVIRONMENT = "production"
-_ENVIRONMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-SOURCES = ("private", "public", "all")
+_ENVIRONMENT = re.compile(ENVIRONMENT_PATTERN)
 _CHUNK = 1 << 20
 
 
@@ -30,8 +28,13 @@ def services():
 def scope(caller: Principal) -> Scope:
     environment = request.headers.get(ENVIRONMENT_HEADER, DEFAULT_ENVIRONMENT)
     if not _ENVIRONMENT.match(environment):
-        raise InvalidInput(f"{ENVIRONMENT_HEADER} must match [A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}")
+        raise InvalidInput(f"{ENVIRONMENT_HEADER} must match {ENVIRONMENT_PATTERN.strip('^$')}")
     return Scope(tenant=caller.tenant, environment=environment)
+
+
+def reader(caller: Principal):
+    """The store's records of the caller's tenant and environment, on the request's session."""
+    return services().store.reader(services().session(), scope(caller))
 
 
 def check_source(source: str) -> str:

@@ -6,7 +6,7 @@ from flask.views import MethodView
 
 from batchsvc.api import docs
 from batchsvc.api.access import Blueprint, current_principal
-from batchsvc.api.http import check_source, json_response, list_response, query_params, scope, services
+from batchsvc.api.http import check_source, json_response, list_response, query_params, reader
 from batchsvc.api.schemas import StoredObjectSchema
 from batchsvc.core import objects
 from batchsvc.core.identity import READ
@@ -24,7 +24,7 @@ class Objects(MethodView):
         """List objects of a source (private, public, all)"""
         caller = current_principal()
         query = parse_list_query(query_params())
-        total, items = objects.list_objects(services().session(), scope(caller), check_source(source), query)
+        total, items = objects.list_objects(reader(caller), check_source(source), query)
         return list_response(total, items)
 
 
@@ -36,4 +36,4 @@ class ObjectById(MethodView):
     def get(self, source, object_id):
         """One object as stored, with its server fields"""
         caller = current_principal()
-        return json_response(objects.get_object(services().session(), scope(caller), check_source(source), object_id))
+        return json_response(objects.get_object(reader(caller), check_source(source), object_id))

@@ -2,41 +2,34 @@
 
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, INCLUDE, Schema, fields, validate
+
+from batchsvc.core.identity import BATCH_ID_PATTERN, MAX_ID_LENGTH, MAX_TEXT_LENGTH
 
 # OpenAPI shape of one element (§3): an object with a string _id; anything else is an element failure.
 ELEMENT_DOC = {
     "type": "object",
     "required": ["_id"],
-    "properties": {"_id": {"type": "string", "minLength": 1, "maxLength": 256}, "_type": {"type": "string"}},
+    "properties": {"_id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}, "_type": {"type": "string"}},
 }
-BATCH_ID = validate.Regexp(r"^[A-Za-z0-9._:-]{1,128}$", error="_id must be 1-128 characters of A-Za-z0-9._:-")
-
-
-def _non_empty_list(value):
-    if not isinstance(value, list):
-        raise ValidationError("elements must be an array of objects")
-    if not value:
-        raise ValidationError("elements must hold at least one element")
 
 
 def _text(**kwargs):
-    return fields.String(allow_none=True, validate=validate.Length(max=256), **kwargs)
+    return fields.String(allow_none=True, validate=validate.Length(max=MAX_TEXT_LENGTH), **kwargs)
 
 
 class VarBatchSchema(Schema):
-    """The body of a batch submission (or a bare array, taken as its elements)."""
+    """The body of a batch submission (or a bare array, taken as its elements), for the OpenAPI
+    document; core.batches.read_batch_request checks it."""
 
     class Meta:
         unknown = EXCLUDE
 
-    _id = fields.String(data_key="_id", attribute="id", validate=BATCH_ID)
+    _id = fields.String(data_key="_id", attribute="id", validate=validate.Regexp(BATCH_ID_PATTERN))
     _type = fields.String(
         data_key="_type", attribute="type", validate=validate.Equal("VarBatch", error='_type must be "VarBatch"')
     )
-    elements = fields.Raw(
-        required=True, validate=_non_empty_list, metadata={"type": "array", "minItems": 1, "items": ELEMENT_DOC}
-    )
+    elements = fields.Raw(required=True, metadata={"type": "array", "minItems": 1, "items": ELEMENT_DOC})
     name = _text()
     service = _text()
     loader = _text()

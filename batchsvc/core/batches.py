@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
+import re
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from typing import Protocol
 
-import psycopg2
-
-from batchsvc.core import summaries
-from batchsvc.core.documents import element_label
-from batchsvc.core.errors import Busy, Conflict, TooLarge
-from batchsvc.core.identity import WRITE, Principal, Scope
-from batchsvc.core.objects import (
-    SERVER_FIELDS,
-    PendingWrite,
+from batchsvc.core.documents import MAX_DEPTH, check_shape, element_label, first_bad_element, loads
+from batchsvc.core.errors import Busy, Conflict, ConnectionLost, InvalidInput, Retryable, TooLarge
+from batchsvc.core.identity import (
+    BATCH_ID_PATTERN,
+    BATCH_ID_RULE,
+    MAX_ID_LENGTH,
+    MAX_TEXT_LENGTH,
+    WRITE,
+    Principal,
+    Scope,
     is_public,
-    lock_objects,
-    strip_server_fields,
-    upsert_objects,
 )
-from batchsvc.core.summaries import FAILED, SummaryBuilder
+from batchsvc.core.objects import SERVER_FIELDS, ObjectWrite, PendingWrite, strip_server_fields
+from batchsvc.core.summaries import FAILED, Claimed, SummaryBuilder
 from batchsvc.core.typed import (
     EVENT_LIST_TYPE,
     EVENT_TYPE,
@@ -33,14 +36,9 @@ from batchsvc.core.typed import (
     merge_contracts,
     merge_headers,
     normalise_event,
-    stored_curves,
-    write_data,
 )
-from batchsvc.db import ConnectionLost
 
 DEFAULT_REASON = "Update Batch"
-# serialization_failure, deadlock_detected, lock_not_available: safe to retry the whole batch
-RETRYABLE_CODES = frozenset({"40001", "40P01", "55P03"})
 
 CREATED, REPLAYED, REJECTED = "created", "replayed", "rejected"
 
@@ -65,6 +63,114 @@ class BatchRequest:
     @property
     def size(self) -> int:
         return len(self.elements)
+
+
+_BATCH_ID = re.compile(BATCH_ID_PATTERN)
+_ENVELOPE_TEXT = {
+    "name": "name",
+    "service": "service",
+    "loader": "loader",
+    "correlationId": "correlation_id",
+    "description": "description",
+    "reason": "reason",
+}
+
+
+def _flag(name: str, raw: str | None) -> bool:
+    if raw is None:
+        return False
+    value = raw.strip().lower()
+    if value not in ("true", "false", "1", "0", ""):
+        raise InvalidInput(f"{name} must be true or false, got {raw[:32]!r}")
+    return value in ("true", "1")
+
+
+def _envelope(body: dict) -> dict:
+    """The envelope's fields (SPEC §3), checked; every problem named in one message."""
+    problems: dict[str, str] = {}
+    fields: dict = {}
+    batch_id = body.get("_id")
+    if batch_id is not None:
+        if not isinstance(batch_id, str) or not _BATCH_ID.match(batch_id):
+            problems["_id"] = f"_id must be {BATCH_ID_RULE}"
+        fields["id"] = batch_id
+    if "_type" in body and body["_type"] != "VarBatch":
+        problems["_type"] = '_type must be "VarBatch"'
+    if "elements" not in body:
+        problems["elements"] = "Missing data for required field."
+    elif not isinstance(body["elements"], list):
+        problems["elements"] = "elements must be an array of objects"
+    elif not body["elements"]:
+        problems["elements"] = "elements must hold at least one element"
+    for key, name in _ENVELOPE_TEXT.items():
+        value = body.get(key)
+        if value is not None and not isinstance(value, str):
+            problems[key] = "Not a valid string."
+        elif value is not None and len(value) > MAX_TEXT_LENGTH:
+            problems[key] = f"Longer than maximum length {MAX_TEXT_LENGTH}."
+        fields[name] = value
+    history = body.get("history")
+    if history is not None and not isinstance(history, bool):
+        problems["history"] = "Not a valid boolean."
+    fields["history"] = history
+    if problems:
+        detail = "; ".join(f"{name}: {problem}" for name, problem in sorted(problems.items()))
+        raise InvalidInput(f"invalid batch envelope: {detail}", errors={"json": problems})
+    return fields
+
+
+def read_batch_request(
+    raw: bytes, *, replace: str | None = None, atomic: str | None = None, reason: str | None = None
+) -> BatchRequest:
+    """The batch a request body and its query flags (`_replace`, `_atomic`, `_reason`, as sent) ask for.
+
+    Its idempotency hash covers the exact body and the flags: a replay must match all of them."""
+    body = loads(raw)
+    if isinstance(body, list):
+        body = {"elements": body}
+    elif not isinstance(body, dict):
+        raise InvalidInput("body must be a VarBatch object or a JSON array of elements")
+    problem = check_shape(body)
+    if problem:
+        found = first_bad_element(body, lambda element: check_shape(element, max_depth=MAX_DEPTH - 2))
+        raise InvalidInput(f"body has {problem}" + (f" (element #{found[0]})" if found else ""))
+    envelope = _envelope(body)
+    replace_all, all_or_nothing = _flag("_replace", replace), _flag("_atomic", atomic)
+    reason = reason or envelope["reason"] or DEFAULT_REASON
+    if len(reason) > MAX_TEXT_LENGTH:
+        raise InvalidInput(f"_reason must be at most {MAX_TEXT_LENGTH} characters")
+    digest = hashlib.sha256(raw)
+    digest.update(f"\x1f{replace_all}\x1f{all_or_nothing}\x1f{reason}".encode())
+    return BatchRequest(
+        id=envelope.get("id") or str(uuid.uuid4()),
+        elements=body["elements"],
+        body_hash=digest.hexdigest(),
+        reason=reason,
+        name=envelope["name"],
+        service=envelope["service"],
+        loader=envelope["loader"],
+        correlation_id=envelope["correlation_id"],
+        description=envelope["description"],
+        history=envelope["history"],
+        replace=replace_all,
+        atomic=all_or_nothing,
+    )
+
+
+class BatchStore(Protocol):
+    """What applying a batch needs of the store, inside one transaction and one scope
+    (store.batches.BatchStore; tests use an in-memory one)."""
+
+    scope: Scope
+
+    def lock_id(self, batch_id: str) -> None: ...
+    def claim(self, batch_id: str) -> Claimed | None: ...
+    def lock_objects(self, ids: set[str], read: set[str]) -> dict[str, dict | None]: ...
+    def stored_curves(self, keys: list[tuple[str, str, date]]) -> dict[tuple[str, str, date], dict]: ...
+    def upsert_objects(self, rows: list[ObjectWrite], *, user: str, batch_id: str, now: datetime) -> None: ...
+    def write_data(self, wiped_objects: list[str], writes: dict[str, DataWrites]) -> None: ...
+    def store_summary(self, doc: dict, *, finished: datetime, body_hash: str) -> None: ...
+    def store_new_summary(self, doc: dict, *, finished: datetime, body_hash: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -107,7 +213,7 @@ def _event_element(index: int, element: dict, principal: Principal, builder: Sum
     label = element_label(index, element)
     target = element.get("event")
     object_id, _, prop = target.rpartition(":") if isinstance(target, str) else ("", "", "")
-    if not object_id or not prop or len(object_id) > 256:
+    if not object_id or not prop or len(object_id) > MAX_ID_LENGTH:
         builder.fail(label, "event must be 'OBJECT:LIST' (the object id and its event-list property)")
         return None
     if is_public(object_id) and not principal.is_admin:
@@ -145,8 +251,10 @@ def plan_elements(batch: BatchRequest, principal: Principal) -> Plan:
         if type(ident) is not str or not ident:
             builder.fail(f"#{index}", f"element #{index} has no _id (a non-empty string is required)")
             continue
-        if len(ident) > 256:
-            builder.fail(f"#{index}", f"element #{index} has an _id of {len(ident)} characters (at most 256)")
+        if len(ident) > MAX_ID_LENGTH:
+            builder.fail(
+                f"#{index}", f"element #{index} has an _id of {len(ident)} characters (at most {MAX_ID_LENGTH})"
+            )
             continue
         if kind is not None or "_type" in element:  # "_type": null is no type either
             if type(kind) is not str:
@@ -179,11 +287,11 @@ def plan_elements(batch: BatchRequest, principal: Principal) -> Plan:
 class Writes:
     """One attempt's resolved writes: object rows and data rows."""
 
-    rows: list = field(default_factory=list)  # (id, doc, writes, replace)
-    data: dict = field(default_factory=dict)  # object id -> DataWrites
+    rows: list[ObjectWrite] = field(default_factory=list)
+    data: dict[str, DataWrites] = field(default_factory=dict)  # object id -> its data rows
 
 
-def _resolve(cursor, scope: Scope, plan: Plan, builder: SummaryBuilder) -> Writes:
+def _resolve(store: BatchStore, plan: Plan, builder: SummaryBuilder) -> Writes:
     """Turn the plan into rows, reading the store only where the plan depends on it.
 
     Objects with data merge their data headers with the stored ones and `_merge` curves merge
@@ -194,11 +302,11 @@ def _resolve(cursor, scope: Scope, plan: Plan, builder: SummaryBuilder) -> Write
     writes = Writes()
     if not plan.reads_store:
         # Plain objects only (the bulk of loads): rows straight from the plan, nothing to read.
-        writes.rows = [(w.id, w.doc, w.writes, w.replace) for w in pending.values()]
+        writes.rows = [ObjectWrite(w.id, w.doc, w.writes, w.replace) for w in pending.values()]
         return writes
     ids = set(pending) | {e.object_id for e in plan.events}
     read = {w.id for w in pending.values() if w.data and not w.replace} | {e.object_id for e in plan.events}
-    stored = lock_objects(cursor, scope, ids, read)
+    stored = store.lock_objects(ids, read)
 
     extra: dict[str, list[EventElement]] = {}
     for event in plan.events:
@@ -220,24 +328,24 @@ def _resolve(cursor, scope: Scope, plan: Plan, builder: SummaryBuilder) -> Write
         replace = bool(write and write.replace)
         if not replace and stored.get(ident):
             doc = merge_headers(stored[ident], doc)
-        writes.rows.append((ident, doc, (write.writes if write else 0) + len(events), replace))
+        writes.rows.append(ObjectWrite(ident, doc, (write.writes if write else 0) + len(events), replace))
         if data:
             writes.data[ident] = data
-
-    merge_keys = [
-        (o, p, d)
-        for o, data in writes.data.items()
-        if not pending.get(o, _NO_WRITE).replace
-        for (p, d), (_, merge) in data.curves.items()
-        if merge
-    ]
-    for (o, p, d), curve in stored_curves(cursor, scope, merge_keys).items():
-        new, merge = writes.data[o].curves[(p, d)]
-        writes.data[o].curves[(p, d)] = (merge_contracts(curve, new), merge)
+    _merge_stored_curves(store, writes, replaced={w.id for w in pending.values() if w.replace})
     return writes
 
 
-_NO_WRITE = PendingWrite("", {}, False)
+def _merge_stored_curves(store: BatchStore, writes: Writes, *, replaced: set[str]) -> None:
+    """`_merge` curves of objects that keep their stored data merge their contracts into the
+    stored curve of that date (incoming tenors win)."""
+    wanted = []
+    for object_id, data in writes.data.items():
+        if object_id in replaced:
+            continue
+        wanted.extend((object_id, prop, day) for (prop, day), (_, merge) in data.curves.items() if merge)
+    for (object_id, prop, day), curve in store.stored_curves(wanted).items():
+        new, merge = writes.data[object_id].curves[(prop, day)]
+        writes.data[object_id].curves[(prop, day)] = (merge_contracts(curve, new), merge)
 
 
 def _record_data(builder: SummaryBuilder, writes: Writes) -> None:
@@ -247,22 +355,23 @@ def _record_data(builder: SummaryBuilder, writes: Writes) -> None:
 
 
 def apply_batch(
-    transaction: Callable[[], AbstractContextManager],
-    scope: Scope,
+    transaction: Callable[[], AbstractContextManager[BatchStore]],
     principal: Principal,
     batch: BatchRequest,
     *,
     max_elements: int,
     attempts: int = 5,
     clock: Callable[[], datetime] = utcnow,
+    on_retry: Callable[[str], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
     """Apply a batch in one transaction, retried whole on deadlock, serialization failure or a lost connection.
 
-    `transaction()` gives a TransactionCursor that commits when the block ends cleanly and
-    rolls back otherwise. Per-element work stays in set-based statements; a new plain batch
-    costs two round trips (BEGIN + id lock + objects + summary, then COMMIT); one with data or
-    events claims first and reads what it merges with (BEGIN + claim, the reads, all writes +
-    summary, COMMIT).
+    `transaction()` gives a BatchStore bound to one transaction and scope, committed when the
+    block ends cleanly and rolled back otherwise. Per-element work stays in set-based
+    statements; a new plain batch costs two round trips (BEGIN + id lock + objects + summary,
+    then COMMIT); one with data or events claims first and reads what it merges with (BEGIN +
+    claim, the reads, all writes + summary, COMMIT). `on_retry(cause)` hears of each retry.
     """
     principal.require(WRITE)
     if batch.size > max_elements:
@@ -276,15 +385,13 @@ def apply_batch(
     failures = 0
     while True:
         try:
-            with transaction() as cursor:
-                return _apply_once(cursor, scope, principal, batch, plan, clock, optimistic=optimistic)
+            with transaction() as store:
+                return _apply_once(store, principal, batch, plan, clock, optimistic=optimistic)
         except _IdTaken:
             optimistic = False  # not a failure: the id is stored, so claim it (replay or 409)
-        except (psycopg2.Error, ConnectionLost) as exc:
+        except (Retryable, ConnectionLost) as exc:
             # A lost connection is retried too: the batch is idempotent, so even a commit whose
             # outcome is unknown is safe to send again (it replays if it had landed).
-            if getattr(exc, "pgcode", None) not in RETRYABLE_CODES and not isinstance(exc, ConnectionLost):
-                raise
             failures += 1
             if failures >= attempts:
                 if isinstance(exc, ConnectionLost):
@@ -293,8 +400,10 @@ def apply_batch(
                     f"batch {batch.id!r} could not be applied: the database kept reporting conflicts; retry later",
                     retry_after=1,
                 ) from None
+            if on_retry is not None:
+                on_retry(exc.cause if isinstance(exc, Retryable) else "connection_lost")
             # Jittered exponential backoff: the competing transaction usually ends within ms.
-            time.sleep(min(2.0, 0.02 * 2 ** (failures - 1)) * (0.5 + random.random()))
+            sleep(min(2.0, 0.02 * 2 ** (failures - 1)) * (0.5 + random.random()))
 
 
 class _IdTaken(Exception):
@@ -302,37 +411,37 @@ class _IdTaken(Exception):
 
 
 def _apply_once(
-    cursor, scope: Scope, principal: Principal, batch: BatchRequest, plan: Plan, clock, *, optimistic: bool
+    store: BatchStore, principal: Principal, batch: BatchRequest, plan: Plan, clock, *, optimistic: bool
 ) -> Outcome:
     if optimistic:
-        summaries.lock_id(cursor, scope, batch.id)
+        store.lock_id(batch.id)
     else:
-        existing = summaries.claim(cursor, scope, batch.id)
+        existing = store.claim(batch.id)
         if existing is not None and existing.status != FAILED:
             if existing.body_hash == batch.body_hash:
                 return Outcome(REPLAYED, existing.doc)
             raise Conflict(f"batch {batch.id!r} was already applied with a different body")
     builder = plan.builder.copy()
-    writes = _resolve(cursor, scope, plan, builder)
+    writes = _resolve(store, plan, builder)
     atomic_abort = bool(builder.failures) and batch.atomic
     if atomic_abort:
         writes = Writes()
     started = clock()
-    upsert_objects(cursor, scope, writes.rows, user=principal.user, batch_id=batch.id, now=started)
-    write_data(cursor, scope, [ident for ident, _, _, replace in writes.rows if replace], writes.data)
+    store.upsert_objects(writes.rows, user=principal.user, batch_id=batch.id, now=started)
+    store.write_data([row.id for row in writes.rows if row.replace], writes.data)
     _record_data(builder, writes)
-    builder.public = any(is_public(row[0]) for row in writes.rows)
+    builder.public = any(is_public(row.id) for row in writes.rows)
     finished = clock()
     doc = builder.render(
         batch=batch,
         principal=principal,
-        scope=scope,
+        scope=store.scope,
         finished=finished,
         written=len(writes.rows),
         atomic_abort=atomic_abort,
     )
     if not optimistic:
-        summaries.store(cursor, scope, doc, finished=finished, body_hash=batch.body_hash)
-    elif not summaries.store_new(cursor, scope, doc, finished=finished, body_hash=batch.body_hash):
+        store.store_summary(doc, finished=finished, body_hash=batch.body_hash)
+    elif not store.store_new_summary(doc, finished=finished, body_hash=batch.body_hash):
         raise _IdTaken()  # rolls this transaction back, objects included
     return Outcome(CREATED if writes.rows else REJECTED, doc)

@@ -9,6 +9,7 @@ import re
 import orjson
 
 from batchsvc.core.errors import InvalidInput
+from batchsvc.core.identity import MAX_ID_LENGTH
 
 MAX_DEPTH = 64
 MAX_KEYS = 10_000
@@ -158,6 +159,6 @@ def element_label(index: int, element) -> str:
     """How failures and errors name an element: its `_id` when usable, else `#index`."""
     if isinstance(element, dict):
         ident = element.get("_id")
-        if isinstance(ident, str) and 0 < len(ident) <= 256:
+        if isinstance(ident, str) and 0 < len(ident) <= MAX_ID_LENGTH:
             return ident
     return f"#{index}"

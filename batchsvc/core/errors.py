@@ -42,3 +42,17 @@ class Busy(DomainError):
 
 class Unavailable(DomainError):
     """The database cannot be reached."""
+
+
+class Retryable(Exception):
+    """The database refused this transaction in a way that a retry of the whole transaction
+    can cure (deadlock, serialization failure, lock timeout). `cause` names which."""
+
+    def __init__(self, cause: str, detail: str = ""):
+        super().__init__(detail or cause)
+        self.cause = cause
+
+
+class ConnectionLost(Exception):
+    """The database connection broke during a transaction: nothing was committed, or the
+    commit's fate is unknown. Retrying on a fresh connection is safe for idempotent work."""

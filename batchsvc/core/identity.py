@@ -7,6 +7,15 @@ from dataclasses import dataclass
 from batchsvc.core.errors import Forbidden
 
 READ, WRITE, ADMIN = "batch.read", "batch.write", "batch.admin"
+
+# The id and name rules every layer uses (schemas, OpenAPI, checks): written once, here.
+BATCH_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+BATCH_ID_RULE = "1-128 characters of A-Za-z0-9._:-"
+ENVIRONMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+DEFAULT_ENVIRONMENT = "production"
+MAX_ID_LENGTH = 256  # object ids, event ids
+MAX_TEXT_LENGTH = 256  # name, service, loader, correlationId, description, reason
+SOURCES = ("private", "public", "all")
 _IMPLIED = {READ: {READ, WRITE, ADMIN}, WRITE: {WRITE, ADMIN}, ADMIN: {ADMIN}}
 
 
@@ -34,3 +43,13 @@ class Scope:
 
     tenant: str
     environment: str
+
+
+def is_public(object_id: str) -> bool:
+    """Ids starting with '#' are public objects (only batch.admin writes them)."""
+    return object_id.startswith("#")
+
+
+def visible(source: str, object_id: str) -> bool:
+    """Whether `source` (private, public or all) shows the object `object_id`."""
+    return source == "all" or (source == "public") == is_public(object_id)

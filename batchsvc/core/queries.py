@@ -1,30 +1,31 @@
-"""ODSL list conventions: paging, exact and function filters, sorting, search."""
+"""ODSL list conventions: paging, exact and function filters, sorting, search — parsed, not yet SQL."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import orjson
-from sqlalchemy import Select, and_, false, func, not_, or_, select, true
-from sqlalchemy.orm import Session
 
+from batchsvc.core.documents import text_problem
 from batchsvc.core.errors import InvalidInput
+from batchsvc.core.times import parse_instant
 
 DEFAULT_LIMIT, MAX_LIMIT, MAX_SKIP = 100, 1000, 10_000_000
-RESERVED = frozenset({"_limit", "_skip", "_sort", "_search"})
+TEXT, INT, DATETIME = "text", "int", "datetime"  # how query text converts to a field's values
+SERVER_PARAMETERS = frozenset({"_id", "_type", "_version", "_created", "_timestamp", "_user", "_batch"})
 _FUNCTION = re.compile(r"^(gt|gte|lt|lte|range|in|ne)\((.*)\)$", re.DOTALL)
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _SORT_ITEM = re.compile(r"^(-?)([A-Za-z_][A-Za-z0-9_.-]{0,63})$")
 
 
 @dataclass(frozen=True)
-class Field:
-    """A filterable/sortable field: its SQL expression and how query text converts to it."""
+class Filter:
+    """One filter parameter: `field op values`, values still as the query text had them."""
 
-    column: object
-    kind: str  # text | int | datetime
+    field: str
+    op: str  # eq | gt | gte | lt | lte | ne | in | range
+    values: tuple[str, ...]
 
 
 @dataclass
@@ -33,7 +34,7 @@ class ListQuery:
     skip: int = 0
     sort: list[tuple[str, int]] = field(default_factory=list)
     search: str | None = None
-    filters: list[tuple[str, str]] = field(default_factory=list)
+    filters: list[Filter] = field(default_factory=list)
 
 
 def _number(name: str, raw: str, low: int, high: int) -> int:
@@ -69,6 +70,22 @@ def _parse_sort(raw: str) -> list[tuple[str, int]]:
     return items
 
 
+def parse_filter(name: str, raw: str) -> Filter:
+    """`name=value` or `name=fn(args)` as a Filter; the function's arity is checked here."""
+    match = _FUNCTION.match(raw)
+    if not match:
+        return Filter(name, "eq", (raw,))
+    function, inner = match.groups()
+    args = tuple(a.strip() for a in inner.split(",")) if inner.strip() else ()
+    if function == "in" and not args:
+        raise InvalidInput(f"in() on {name!r} needs at least one value")
+    if function == "range" and len(args) != 2:
+        raise InvalidInput(f"range() on {name!r} needs two values: range(from,to)")
+    if function not in ("in", "range") and len(args) != 1:
+        raise InvalidInput(f"{function}() on {name!r} takes exactly one value")
+    return Filter(name, function, args)
+
+
 def parse_list_query(params: dict[str, list[str]]) -> ListQuery:
     """Build a ListQuery from query parameters (name -> values); 400 on anything malformed."""
     query = ListQuery()
@@ -84,27 +101,21 @@ def parse_list_query(params: dict[str, list[str]]) -> ListQuery:
             query.sort = _parse_sort(raw)
         elif name == "_search":
             query.search = raw
-        elif name.startswith("_") and name not in (
-            "_id",
-            "_type",
-            "_version",
-            "_created",
-            "_timestamp",
-            "_user",
-            "_batch",
-        ):
+        elif name.startswith("_") and name not in SERVER_PARAMETERS:
             raise InvalidInput(f"unknown query parameter {name[:64]!r}")
         elif not _FIELD_NAME.match(name):
             raise InvalidInput(f"invalid filter field {name[:64]!r}")
         else:
-            query.filters.append((name, raw))
+            query.filters.append(parse_filter(name, raw))
     return query
 
 
-def _convert(field_name: str, spec: Field, raw: str):
-    if "\x00" in raw:
-        raise InvalidInput(f"filter {field_name!r} contains a NUL character")
-    if spec.kind == "int":
+def convert(field_name: str, kind: str, raw: str):
+    """A filter value as the field's kind: whole numbers in range, ISO instants, or the text."""
+    problem = text_problem(raw)
+    if problem:
+        raise InvalidInput(f"filter {field_name!r}: {problem}")
+    if kind == INT:
         try:
             value = int(raw.strip())
         except ValueError:
@@ -112,69 +123,24 @@ def _convert(field_name: str, spec: Field, raw: str):
         if abs(value) > 2**31 - 1:
             raise InvalidInput(f"filter {field_name!r} is out of range")
         return value
-    if spec.kind == "datetime":
-        text = raw.strip()
+    if kind == DATETIME:
         try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+            return parse_instant(raw)
         except ValueError:
             raise InvalidInput(f"filter {field_name!r} needs an ISO-8601 date or time, got {raw[:40]!r}") from None
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     return raw
 
 
-def filter_clause(field_name: str, spec: Field, raw: str):
-    """The WHERE clause for one filter parameter; values are bound, never formatted into SQL."""
-    column = spec.column
-    match = _FUNCTION.match(raw)
-    if not match:
-        return column == _convert(field_name, spec, raw)
-    function, inner = match.groups()
-    args = [a.strip() for a in inner.split(",")] if inner.strip() else []
-    if function == "in":
-        if not args:
-            raise InvalidInput(f"in() on {field_name!r} needs at least one value")
-        return column.in_([_convert(field_name, spec, a) for a in args])
-    if function == "range":
-        if len(args) != 2:
-            raise InvalidInput(f"range() on {field_name!r} needs two values: range(from,to)")
-        low, high = (_convert(field_name, spec, a) for a in args)
-        return and_(column >= low, column <= high)
-    if len(args) != 1:
-        raise InvalidInput(f"{function}() on {field_name!r} takes exactly one value")
-    value = _convert(field_name, spec, args[0])
-    return {
-        "gt": column > value,
-        "gte": column >= value,
-        "lt": column < value,
-        "lte": column <= value,
-        "ne": or_(column != value, column.is_(None)),
-    }[function]
+def check_fields(query: ListQuery, what: str, *, sortable: dict[str, str], filterable: dict[str, str] | None) -> None:
+    """Refuse sorting or filtering `what` (summaries, objects, events) by fields it does not have.
 
-
-def source_clause(id_column, source: str):
-    """private: ids without '#'; public: ids with '#'; all: both."""
-    if source == "private":
-        return not_(id_column.startswith("#", autoescape=True))
-    if source == "public":
-        return id_column.startswith("#", autoescape=True)
-    return true() if source == "all" else false()
-
-
-def apply_list_query(
-    session: Session, base: Select, query: ListQuery, *, field_for, sortable: dict, search, default_sort
-):
-    """Run a list query: (total matches, one page of rows)."""
-    clauses = [filter_clause(name, field_for(name), raw) for name, raw in query.filters]
-    if query.search:
-        clauses.append(or_(*(column.icontains(query.search, autoescape=True) for column in search)))
-    filtered = base.where(*clauses)
-    total = session.scalar(select(func.count()).select_from(filtered.order_by(None).subquery()))
-    order = []
-    for name, direction in query.sort:
+    `filterable=None` admits any field name (objects filter on any top-level property)."""
+    for name, _ in query.sort:
         if name not in sortable:
             raise InvalidInput(f"cannot sort by {name[:64]!r}; sortable fields: {', '.join(sorted(sortable))}")
-        column = sortable[name].column
-        order.append(column.desc().nulls_last() if direction < 0 else column.asc().nulls_last())
-    order += [c.desc() if d < 0 else c.asc() for c, d in default_sort]
-    rows = session.scalars(filtered.order_by(*order).limit(query.limit).offset(query.skip)).all()
-    return total, rows
+    if filterable is not None:
+        for condition in query.filters:
+            if condition.field not in filterable:
+                raise InvalidInput(
+                    f"cannot filter {what} by {condition.field[:64]!r}; fields: {', '.join(sorted(filterable))}"
+                )

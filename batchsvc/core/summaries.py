@@ -1,4 +1,4 @@
-"""Batch summaries: building them, storing them, listing, reading and deleting them."""
+"""Batch summaries: building them; the rules for reading, listing and deleting them."""
 
 from __future__ import annotations
 
@@ -6,16 +6,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-import orjson
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
-
-from batchsvc.core.errors import Forbidden, InvalidInput, NotFound
+from batchsvc.core.errors import Forbidden, NotFound
 from batchsvc.core.identity import Principal, Scope
-from batchsvc.core.objects import iso
-from batchsvc.core.queries import Field, ListQuery, apply_list_query
-from batchsvc.db import TransactionCursor, prepared
-from batchsvc.models import BatchSummary
+from batchsvc.core.queries import DATETIME, INT, TEXT, ListQuery, check_fields
+from batchsvc.core.times import iso
 
 SUCCESS, WARNING, FAILED = "success", "warning", "failed"
 DATA_KINDS = ("curves", "series", "matrix", "events")
@@ -108,155 +102,42 @@ class Claimed:
     doc: dict
 
 
-# The hot path of every batch, so prepared statements on the transaction cursor: the advisory
-# lock serialises concurrent posts of one batch id (the second waits, then replays), the row
-# lock guards against a concurrent delete. Both travel in one round trip, with BEGIN.
-_LOCK_ID = prepared("batchsvc_lock_batch_id", "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))", key="text")
-_CLAIM = prepared(
-    "batchsvc_claim_summary",
-    """
-SELECT status, body_hash, doc FROM batch_summaries
-WHERE tenant = %(tenant)s AND environment = %(environment)s AND id = %(id)s
-FOR UPDATE
-""",
-    tenant="text",
-    environment="text",
-    id="text",
-)
-_STORE_SQL = """
-INSERT INTO batch_summaries AS s (tenant, environment, id, timestamp, name, "user", status, source, body_hash, doc)
-VALUES (%(tenant)s, %(environment)s, %(id)s, %(timestamp)s, %(name)s, %(user)s, %(status)s, %(source)s,
-        %(body_hash)s, %(doc)s)
-ON CONFLICT (tenant, environment, id) DO UPDATE SET
-    timestamp = excluded.timestamp, name = excluded.name, "user" = excluded."user", status = excluded.status,
-    source = excluded.source, body_hash = excluded.body_hash, doc = excluded.doc
-"""
-_STORE_TYPES = dict(
-    tenant="text",
-    environment="text",
-    id="text",
-    timestamp="timestamptz",
-    name="text",
-    user="text",
-    status="text",
-    source="text",
-    body_hash="text",
-    doc="jsonb",
-)
-_STORE = prepared("batchsvc_store_summary", _STORE_SQL, **_STORE_TYPES)
-# Stores only where no summary, or a failed one, holds the id: the optimistic path of a new batch.
-_STORE_NEW = prepared(
-    "batchsvc_store_new_summary", _STORE_SQL + "WHERE s.status = 'failed' RETURNING 1", **_STORE_TYPES
-)
-
-
-def lock_id(cursor: TransactionCursor, scope: Scope, batch_id: str) -> None:
-    """Serialise concurrent posts of one batch id until this transaction ends (sent with the next statement)."""
-    cursor.defer(_LOCK_ID, {"key": f"{scope.tenant}\x1f{scope.environment}\x1f{batch_id}"})
-
-
-def claim(cursor: TransactionCursor, scope: Scope, batch_id: str) -> Claimed | None:
-    """Take the batch id for this transaction and return its stored summary, if any."""
-    lock_id(cursor, scope, batch_id)
-    cursor.run(_CLAIM, {"tenant": scope.tenant, "environment": scope.environment, "id": batch_id})
-    row = cursor.fetchone()
-    return Claimed(*row) if row else None
-
-
-def store(cursor: TransactionCursor, scope: Scope, doc: dict, *, finished: datetime, body_hash: str) -> None:
-    """Insert the summary, or overwrite one under the same id (sent with the next statement)."""
-    cursor.defer(_STORE, _summary_row(scope, doc, finished, body_hash))
-
-
-def store_new(cursor: TransactionCursor, scope: Scope, doc: dict, *, finished: datetime, body_hash: str) -> bool:
-    """Insert the summary, or overwrite a failed one; False, storing nothing, when a summary
-    that did not fail holds the id (the batch is a replay or a conflict)."""
-    cursor.run(_STORE_NEW, _summary_row(scope, doc, finished, body_hash))
-    return cursor.fetchone() is not None
-
-
-def _summary_row(scope: Scope, doc: dict, finished: datetime, body_hash: str) -> dict:
-    return {
-        "tenant": scope.tenant,
-        "environment": scope.environment,
-        "id": doc["_id"],
-        "timestamp": finished,
-        "name": doc["name"],
-        "user": doc["user"],
-        "status": doc["status"],
-        "source": doc["source"],
-        "body_hash": body_hash,
-        "doc": orjson.dumps(doc).decode(),
-    }
-
-
-def _scoped(scope: Scope):
-    return select(BatchSummary).where(
-        BatchSummary.tenant == scope.tenant, BatchSummary.environment == scope.environment
-    )
-
-
-def get_summary(session: Session, scope: Scope, batch_id: str, source: str = "all") -> dict:
-    row = session.scalars(_scoped(scope).where(BatchSummary.id == batch_id)).one_or_none()
+def get_summary(reader, batch_id: str, source: str = "all") -> dict:
+    row = reader.summary(batch_id)
     if row is None or (source != "all" and row.source != source):
         raise NotFound(f"batch {batch_id!r} not found")
     return row.doc
 
 
-def delete_summary(session: Session, scope: Scope, principal: Principal, batch_id: str, source: str = "all") -> None:
+def delete_summary(reader, principal: Principal, batch_id: str, source: str = "all") -> None:
     """Delete a summary (never the objects it wrote): admins any, writers their own."""
-    with session.begin():
-        row = session.scalars(_scoped(scope).where(BatchSummary.id == batch_id).with_for_update()).one_or_none()
+
+    def allow(row) -> None:
         if row is None or (source != "all" and row.source != source):
             raise NotFound(f"batch {batch_id!r} not found")
         if not principal.is_admin and row.user != principal.user:
             raise Forbidden("only batch.admin may delete a batch summary created by another user")
-        session.execute(
-            delete(BatchSummary).where(
-                BatchSummary.tenant == scope.tenant,
-                BatchSummary.environment == scope.environment,
-                BatchSummary.id == batch_id,
-            )
-        )
+
+    reader.delete_summary(batch_id, allow)
 
 
-def _doc_text(name):
-    return Field(BatchSummary.doc[name].astext, "text")
-
-
+# What summary lists filter and sort by.
 SUMMARY_FIELDS = {
-    "_id": Field(BatchSummary.id, "text"),
-    "timestamp": Field(BatchSummary.timestamp, "datetime"),
-    "name": Field(BatchSummary.name, "text"),
-    "user": Field(BatchSummary.user, "text"),
-    "status": Field(BatchSummary.status, "text"),
-    "source": Field(BatchSummary.source, "text"),
-    "size": Field(BatchSummary.doc["size"].as_integer(), "int"),
+    "_id": TEXT,
+    "timestamp": DATETIME,
+    "name": TEXT,
+    "user": TEXT,
+    "status": TEXT,
+    "source": TEXT,
+    "size": INT,
     **{
-        name: _doc_text(name)
+        name: TEXT
         for name in ("service", "reason", "loader", "correlationId", "description", "message", "environment", "history")
     },
 }
-SUMMARY_SEARCH = tuple(BatchSummary.doc[name].astext for name in ("name", "service", "reason", "message"))
 
 
-def _summary_field(name: str) -> Field:
-    if name not in SUMMARY_FIELDS:
-        raise InvalidInput(f"cannot filter summaries by {name[:64]!r}; fields: {', '.join(sorted(SUMMARY_FIELDS))}")
-    return SUMMARY_FIELDS[name]
-
-
-def list_summaries(session: Session, scope: Scope, source: str, query: ListQuery) -> tuple[int, list[dict]]:
-    base = _scoped(scope)
-    if source in ("private", "public"):
-        base = base.where(BatchSummary.source == source)
-    total, rows = apply_list_query(
-        session,
-        base,
-        query,
-        field_for=_summary_field,
-        sortable=SUMMARY_FIELDS,
-        search=SUMMARY_SEARCH,
-        default_sort=[(BatchSummary.timestamp, -1), (BatchSummary.id, 1)],
-    )
+def list_summaries(reader, source: str, query: ListQuery) -> tuple[int, list[dict]]:
+    check_fields(query, "summaries", sortable=SUMMARY_FIELDS, filterable=SUMMARY_FIELDS)
+    total, rows = reader.list_summaries(source, query)
     return total, [row.doc for row in rows]

@@ -1,4 +1,4 @@
-"""Typed data inside objects: series, curves, matrices and events, stored row by row."""
+"""Typed data inside objects: series, curves, matrices and events, split from the document into rows."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-import orjson
-
-from batchsvc.core.identity import Scope
-from batchsvc.db import text_array
+from batchsvc.core.identity import MAX_ID_LENGTH
+from batchsvc.core.times import parse_instant
 
 SERIES_TYPES = frozenset({"VarTimeSeries", "VarEventTimeSeries", "VarSmartTimeSeries"})
 CURVE_TYPES = frozenset({"VarCurve", "VarEventCurve", "VarSmartCurve"})
@@ -19,7 +17,6 @@ EVENT_LIST_TYPE = "VarEventList"
 DATA_TYPES = SERIES_TYPES | CURVE_TYPES | {MATRIX_TYPE, EVENT_LIST_TYPE}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _BULK_KEYS = {"data", "contracts", "ondate", "_merge", "_replace", "rows", "columns", "values", "matrix"}
-DATA_TABLES = ("series_points", "curves", "matrices", "events")
 _CONTAINERS = frozenset({dict, list})  # the types orjson parses objects and arrays into
 
 
@@ -32,13 +29,10 @@ def parse_time(value, what: str) -> tuple[datetime, str]:
     if not isinstance(value, str) or not value:
         raise InvalidData(f"{what} must be an ISO-8601 date or date-time string")
     try:
-        moment = datetime.fromisoformat(value)
+        moment = parse_instant(value)
     except ValueError:
         raise InvalidData(f"{what} {value[:40]!r} is not an ISO-8601 date or date-time") from None
-    day = moment.date().isoformat()
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC), day
+    return moment.astimezone(UTC), moment.date().isoformat()
 
 
 def parse_date(value, what: str) -> date:
@@ -58,12 +52,12 @@ def is_data_header(value) -> bool:
 class DataWrites:
     """The data rows one object receives from a batch, keyed so later elements win."""
 
-    points: dict = field(default_factory=dict)  # (prop, instant) -> observation
-    curves: dict = field(default_factory=dict)  # (prop, date) -> (curve, merge)
-    matrices: dict = field(default_factory=dict)  # (prop, date) -> matrix
-    events: dict = field(default_factory=dict)  # (prop, event id) -> (instant, event)
-    wipe_props: set = field(default_factory=set)  # series replaced whole
-    dates: list = field(default_factory=list)  # (kind, date, prop) for the summary
+    points: dict[tuple[str, datetime], dict] = field(default_factory=dict)  # (prop, instant) -> observation
+    curves: dict[tuple[str, date], tuple[dict, bool]] = field(default_factory=dict)  # (prop, day) -> (curve, merge)
+    matrices: dict[tuple[str, date], dict] = field(default_factory=dict)  # (prop, day) -> matrix
+    events: dict[tuple[str, str], tuple[datetime, dict]] = field(default_factory=dict)  # (prop, id) -> (instant, event)
+    wipe_props: set[str] = field(default_factory=set)  # series replaced whole
+    dates: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, YYYY-MM-DD, prop) for the summary
 
     def __bool__(self) -> bool:
         return bool(self.points or self.curves or self.matrices or self.events or self.wipe_props)
@@ -152,7 +146,7 @@ def normalise_event(prop: str, index: int, event) -> tuple[str, datetime, str, d
     if not isinstance(event, dict) or event.get("_type") != EVENT_TYPE:
         raise InvalidData(f"property {prop!r}: item #{index} is not a VarEvent")
     ident = event.get("_id", event.get("eventid"))
-    if not isinstance(ident, str) or not ident or len(ident) > 256:
+    if not isinstance(ident, str) or not ident or len(ident) > MAX_ID_LENGTH:
         raise InvalidData(f"property {prop!r}: event #{index} has no _id or eventid")
     if "eventtime" not in event:
         raise InvalidData(f"property {prop!r}: event {ident[:64]!r} has no eventtime")
@@ -223,106 +217,3 @@ def merge_headers(stored_doc: dict, incoming_doc: dict) -> dict:
         if is_data_header(header) and is_data_header(previous) and previous.get("_type") == header.get("_type"):
             merged[prop] = {**previous, **header}
     return {**incoming_doc, **merged} if merged else incoming_doc
-
-
-# Each table's rows go in one statement as parallel arrays: key columns as array literals, the
-# documents as one JSON array split by the server. No per-row SQL to build or to parse.
-_POINTS_SQL = """
-INSERT INTO series_points (tenant, environment, object_id, property, time, point)
-SELECT %(tenant)s, %(environment)s, v.o, v.p, v.k, v.d::jsonb
-FROM ROWS FROM (unnest(%(objects)s::text[]), unnest(%(props)s::text[]), unnest(%(keys)s::timestamptz[]),
-                json_array_elements(%(docs)s::json)) AS v(o, p, k, d)
-ON CONFLICT (tenant, environment, object_id, property, time) DO UPDATE SET point = excluded.point
-"""
-_DATED_SQL = """
-INSERT INTO {table} (tenant, environment, object_id, property, ondate, doc)
-SELECT %(tenant)s, %(environment)s, v.o, v.p, v.k, v.d::jsonb
-FROM ROWS FROM (unnest(%(objects)s::text[]), unnest(%(props)s::text[]), unnest(%(keys)s::date[]),
-                json_array_elements(%(docs)s::json)) AS v(o, p, k, d)
-ON CONFLICT (tenant, environment, object_id, property, ondate) DO UPDATE SET doc = excluded.doc
-"""
-_EVENTS_SQL = """
-INSERT INTO events (tenant, environment, object_id, property, event_id, eventtime, doc)
-SELECT %(tenant)s, %(environment)s, v.o, v.p, v.k, v.t, v.d::jsonb
-FROM ROWS FROM (unnest(%(objects)s::text[]), unnest(%(props)s::text[]), unnest(%(keys)s::text[]),
-                unnest(%(times)s::timestamptz[]), json_array_elements(%(docs)s::json)) AS v(o, p, k, t, d)
-ON CONFLICT (tenant, environment, object_id, property, event_id) DO UPDATE
-SET eventtime = excluded.eventtime, doc = excluded.doc
-"""
-
-
-def _as_text(value) -> str:
-    return value if isinstance(value, str) else value.isoformat()
-
-
-def _upsert_rows(cursor, sql: str, scope: Scope, rows: list[tuple]) -> None:
-    """Upsert `rows` (object, property, key, [time,] document) in key order, in one statement."""
-    if not rows:
-        return
-    rows.sort(key=lambda row: row[:3])
-    columns = list(zip(*rows, strict=True))
-    params = {
-        "tenant": scope.tenant,
-        "environment": scope.environment,
-        "objects": text_array(columns[0]),
-        "props": text_array(columns[1]),
-        "keys": text_array([_as_text(key) for key in columns[2]]),
-        "docs": orjson.dumps(columns[-1]).decode(),
-    }
-    if len(columns) == 5:
-        params["times"] = text_array([instant.isoformat() for instant in columns[3]])
-    cursor.defer(sql, params)
-
-
-def _delete(cursor, scope: Scope, table: str, object_ids) -> None:
-    sql = (
-        f"DELETE FROM {table} WHERE tenant = %(tenant)s AND environment = %(environment)s AND object_id = ANY(%(ids)s)"
-    )
-    cursor.defer(sql, {"tenant": scope.tenant, "environment": scope.environment, "ids": list(object_ids)})
-
-
-def write_data(cursor, scope: Scope, wiped_objects: list[str], writes: dict[str, DataWrites]) -> None:
-    """Write every data row of a batch: one statement per table, rows in key order, all sent
-    with the batch's next message (TransactionCursor.defer)."""
-    if wiped_objects:
-        for table in DATA_TABLES:
-            _delete(cursor, scope, table, sorted(wiped_objects))
-    series_wipes = sorted((obj, prop) for obj, data in writes.items() for prop in data.wipe_props)
-    if series_wipes:
-        cursor.defer(
-            "DELETE FROM series_points WHERE tenant = %(tenant)s AND environment = %(environment)s "
-            "AND (object_id, property) IN (SELECT * FROM unnest(%(objs)s::text[], %(props)s::text[]))",
-            {
-                "tenant": scope.tenant,
-                "environment": scope.environment,
-                "objs": [o for o, _ in series_wipes],
-                "props": [p for _, p in series_wipes],
-            },
-        )
-    points = [(o, p, instant, obs) for o, w in writes.items() for (p, instant), obs in w.points.items()]
-    _upsert_rows(cursor, _POINTS_SQL, scope, points)
-    curves = [(o, p, day, curve) for o, w in writes.items() for (p, day), (curve, _) in w.curves.items()]
-    _upsert_rows(cursor, _DATED_SQL.format(table="curves"), scope, curves)
-    matrices = [(o, p, day, matrix) for o, w in writes.items() for (p, day), matrix in w.matrices.items()]
-    _upsert_rows(cursor, _DATED_SQL.format(table="matrices"), scope, matrices)
-    events = [(o, p, ident, instant, e) for o, w in writes.items() for (p, ident), (instant, e) in w.events.items()]
-    _upsert_rows(cursor, _EVENTS_SQL, scope, events)
-
-
-def stored_curves(cursor, scope: Scope, keys: list[tuple[str, str, date]]) -> dict:
-    """The stored curves a `_merge` curve merges into: (object, prop, date) -> curve."""
-    if not keys:
-        return {}
-    cursor.execute(
-        "SELECT object_id, property, ondate, doc FROM curves WHERE tenant = %(tenant)s AND environment = %(environment)s "
-        "AND (object_id, property, ondate) IN (SELECT * FROM unnest(%(o)s::text[], %(p)s::text[], %(d)s::date[]))",
-        {
-            "tenant": scope.tenant,
-            "environment": scope.environment,
-            "o": [k[0] for k in keys],
-            "p": [k[1] for k in keys],
-            "d": [k[2] for k in keys],
-        },
-    )
-    found = {(o, p, d): doc for o, p, d, doc in cursor.fetchall()}
-    return found

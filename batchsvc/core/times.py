@@ -1,0 +1,19 @@
+"""ISO-8601 instants as the API reads them: one parser for bodies, filters and ranges."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def parse_instant(text: str) -> datetime:
+    """An aware datetime from an ISO-8601 date or date-time ('Z' or an offset; naive = UTC).
+
+    Raises ValueError when `text` is not one; callers say where it came from."""
+    moment = datetime.fromisoformat(text.strip())
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def iso(moment: datetime) -> str:
+    """ISO-8601 UTC with milliseconds and Z, the platform's timestamp form."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

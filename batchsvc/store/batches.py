@@ -1,0 +1,278 @@
+"""The batch path's SQL: the batch-id lock and summary, the object upsert, the typed data rows."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import orjson
+
+from batchsvc.core.identity import Scope
+from batchsvc.core.objects import ObjectWrite
+from batchsvc.core.summaries import Claimed
+from batchsvc.core.typed import DataWrites
+from batchsvc.store.transaction import TransactionCursor, int_array, prepared, text_array
+
+# --- Summaries -------------------------------------------------------------------------------
+# The advisory lock serialises concurrent posts of one batch id (the second waits, then replays);
+# the row lock guards against a concurrent delete. Both travel in one round trip, with BEGIN.
+LOCK_ID = prepared("batchsvc_lock_batch_id", "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))", key="text")
+CLAIM = prepared(
+    "batchsvc_claim_summary",
+    """
+SELECT status, body_hash, doc FROM batch_summaries
+WHERE tenant = %(tenant)s AND environment = %(environment)s AND id = %(id)s
+FOR UPDATE
+""",
+    tenant="text",
+    environment="text",
+    id="text",
+)
+_STORE_SQL = """
+INSERT INTO batch_summaries AS s (tenant, environment, id, timestamp, name, "user", status, source, body_hash, doc)
+VALUES (%(tenant)s, %(environment)s, %(id)s, %(timestamp)s, %(name)s, %(user)s, %(status)s, %(source)s,
+        %(body_hash)s, %(doc)s)
+ON CONFLICT (tenant, environment, id) DO UPDATE SET
+    timestamp = excluded.timestamp, name = excluded.name, "user" = excluded."user", status = excluded.status,
+    source = excluded.source, body_hash = excluded.body_hash, doc = excluded.doc
+"""
+_STORE_TYPES = dict(
+    tenant="text",
+    environment="text",
+    id="text",
+    timestamp="timestamptz",
+    name="text",
+    user="text",
+    status="text",
+    source="text",
+    body_hash="text",
+    doc="jsonb",
+)
+STORE_SUMMARY = prepared("batchsvc_store_summary", _STORE_SQL, **_STORE_TYPES)
+# Stores only where no summary, or a failed one, holds the id: the optimistic path of a new batch.
+STORE_NEW_SUMMARY = prepared(
+    "batchsvc_store_new_summary", _STORE_SQL + "WHERE s.status = 'failed' RETURNING 1", **_STORE_TYPES
+)
+
+# --- Objects ---------------------------------------------------------------------------------
+# Rows arrive as parallel arrays (one bound parameter each, no per-row SQL text to build or
+# parse) and are inserted in `_id` order, so concurrent batches lock shared objects in the same
+# order (SPEC §3.9).
+_UPSERT = """
+INSERT INTO objects AS o (tenant, environment, id, doc, version, created, updated, "user", batch)
+SELECT %(tenant)s, %(environment)s, v.id, v.doc::jsonb, v.writes, %(now)s, %(now)s, %(user)s, %(batch)s
+FROM ROWS FROM (unnest(%(ids)s::text[]), json_array_elements(%(docs)s::json), unnest(%(writes)s::int[]))
+    AS v(id, doc, writes)
+ORDER BY v.id
+ON CONFLICT (tenant, environment, id) DO UPDATE SET
+    doc = {doc},
+    version = o.version + excluded.version,
+    updated = excluded.updated,
+    "user" = excluded."user",
+    batch = excluded.batch
+"""
+_UPSERT_TYPES = dict(
+    tenant="text",
+    environment="text",
+    now="timestamptz",
+    user="text",
+    batch="text",
+    ids="text[]",
+    docs="json",
+    writes="int[]",
+)
+MERGE_OBJECTS = prepared("batchsvc_merge_objects", _UPSERT.format(doc="o.doc || excluded.doc"), **_UPSERT_TYPES)
+REPLACE_OBJECTS = prepared("batchsvc_replace_objects", _UPSERT.format(doc="excluded.doc"), **_UPSERT_TYPES)
+# A batch mixing both modes upserts every row as a merge (one ordered pass, so it locks like any
+# other batch), then sets the replaced documents on rows it already holds: no new locks, no
+# deadlock. Two ordered passes of inserts would deadlock concurrent batches again and again.
+SET_REPLACED = prepared(
+    "batchsvc_set_replaced_objects",
+    """
+UPDATE objects AS o SET doc = v.doc::jsonb
+FROM ROWS FROM (unnest(%(ids)s::text[]), json_array_elements(%(docs)s::json)) AS v(id, doc)
+WHERE o.tenant = %(tenant)s AND o.environment = %(environment)s AND o.id = v.id
+""",
+    tenant="text",
+    environment="text",
+    ids="text[]",
+    docs="json",
+)
+_LOCK_OBJECTS = """
+SELECT id, CASE WHEN id = ANY(%(read)s) THEN doc END FROM objects
+WHERE tenant = %(tenant)s AND environment = %(environment)s AND id = ANY(%(ids)s)
+ORDER BY id FOR UPDATE
+"""
+
+# Every connection of the batch path prepares these, once (see transaction.raw_transaction).
+PREPARED = (LOCK_ID, CLAIM, STORE_SUMMARY, STORE_NEW_SUMMARY, MERGE_OBJECTS, REPLACE_OBJECTS, SET_REPLACED)
+
+# --- Typed data ------------------------------------------------------------------------------
+# Each table's rows go in one statement as parallel arrays: key columns as array literals, the
+# documents as one JSON array split by the server. No per-row SQL to build or to parse.
+_POINTS = """
+INSERT INTO series_points (tenant, environment, object_id, property, time, point)
+SELECT %(tenant)s, %(environment)s, v.o, v.p, v.k, v.d::jsonb
+FROM ROWS FROM (unnest(%(objects)s::text[]), unnest(%(props)s::text[]), unnest(%(keys)s::timestamptz[]),
+                json_array_elements(%(docs)s::json)) AS v(o, p, k, d)
+ON CONFLICT (tenant, environment, object_id, property, time) DO UPDATE SET point = excluded.point
+"""
+_DATED = """
+INSERT INTO {table} (tenant, environment, object_id, property, ondate, doc)
+SELECT %(tenant)s, %(environment)s, v.o, v.p, v.k, v.d::jsonb
+FROM ROWS FROM (unnest(%(objects)s::text[]), unnest(%(props)s::text[]), unnest(%(keys)s::date[]),
+                json_array_elements(%(docs)s::json)) AS v(o, p, k, d)
+ON CONFLICT (tenant, environment, object_id, property, ondate) DO UPDATE SET doc = excluded.doc
+"""
+_EVENTS = """
+INSERT INTO events (tenant, environment, object_id, property, event_id, eventtime, doc)
+SELECT %(tenant)s, %(environment)s, v.o, v.p, v.k, v.t, v.d::jsonb
+FROM ROWS FROM (unnest(%(objects)s::text[]), unnest(%(props)s::text[]), unnest(%(keys)s::text[]),
+                unnest(%(times)s::timestamptz[]), json_array_elements(%(docs)s::json)) AS v(o, p, k, t, d)
+ON CONFLICT (tenant, environment, object_id, property, event_id) DO UPDATE
+SET eventtime = excluded.eventtime, doc = excluded.doc
+"""
+_DATA_TABLES = ("series_points", "curves", "matrices", "events")
+_DELETE_DATA = {
+    table: f"DELETE FROM {table} WHERE tenant = %(tenant)s AND environment = %(environment)s "
+    "AND object_id = ANY(%(ids)s)"
+    for table in _DATA_TABLES
+}
+_WIPE_SERIES = (
+    "DELETE FROM series_points WHERE tenant = %(tenant)s AND environment = %(environment)s "
+    "AND (object_id, property) IN (SELECT * FROM unnest(%(objs)s::text[], %(props)s::text[]))"
+)
+_STORED_CURVES = (
+    "SELECT object_id, property, ondate, doc FROM curves WHERE tenant = %(tenant)s AND environment = %(environment)s "
+    "AND (object_id, property, ondate) IN (SELECT * FROM unnest(%(o)s::text[], %(p)s::text[], %(d)s::date[]))"
+)
+
+
+def _as_text(value) -> str:
+    return value if isinstance(value, str) else value.isoformat()
+
+
+class BatchStore:
+    """One batch transaction's view of the store, bound to one tenant and environment.
+
+    Statements whose results nobody reads are deferred: they travel with the next message."""
+
+    def __init__(self, cursor: TransactionCursor, scope: Scope):
+        self._cursor = cursor
+        self._scope = {"tenant": scope.tenant, "environment": scope.environment}
+        self.scope = scope
+
+    # summaries
+    def lock_id(self, batch_id: str) -> None:
+        """Serialise concurrent posts of this batch id until the transaction ends."""
+        self._cursor.defer(LOCK_ID, {"key": f"{self.scope.tenant}\x1f{self.scope.environment}\x1f{batch_id}"})
+
+    def claim(self, batch_id: str) -> Claimed | None:
+        """Take the batch id for this transaction and return its stored summary, if any."""
+        self.lock_id(batch_id)
+        self._cursor.run(CLAIM, {**self._scope, "id": batch_id})
+        row = self._cursor.fetchone()
+        return Claimed(*row) if row else None
+
+    def store_summary(self, doc: dict, *, finished: datetime, body_hash: str) -> None:
+        """Insert the summary, or overwrite one under the same id."""
+        self._cursor.defer(STORE_SUMMARY, self._summary_row(doc, finished, body_hash))
+
+    def store_new_summary(self, doc: dict, *, finished: datetime, body_hash: str) -> bool:
+        """Insert the summary, or overwrite a failed one; False, storing nothing, when a summary
+        that did not fail holds the id."""
+        self._cursor.run(STORE_NEW_SUMMARY, self._summary_row(doc, finished, body_hash))
+        return self._cursor.fetchone() is not None
+
+    def _summary_row(self, doc: dict, finished: datetime, body_hash: str) -> dict:
+        return {
+            **self._scope,
+            "id": doc["_id"],
+            "timestamp": finished,
+            "name": doc["name"],
+            "user": doc["user"],
+            "status": doc["status"],
+            "source": doc["source"],
+            "body_hash": body_hash,
+            "doc": orjson.dumps(doc).decode(),
+        }
+
+    # objects
+    def lock_objects(self, ids: set[str], read: set[str]) -> dict[str, dict | None]:
+        """Lock the stored rows among `ids` in `_id` order; id -> document (for ids in `read`)."""
+        self._cursor.execute(_LOCK_OBJECTS, {**self._scope, "ids": sorted(ids), "read": sorted(read)})
+        return dict(self._cursor.fetchall())
+
+    def upsert_objects(self, rows: list[ObjectWrite], *, user: str, batch_id: str, now: datetime) -> None:
+        """One upsert of every row, plus one update of the replaced documents when a batch
+        mixes merge and replace."""
+        if not rows:
+            return
+        params = {
+            **self._scope,
+            "now": now,
+            "user": user,
+            "batch": batch_id,
+            "ids": text_array([row.id for row in rows]),
+            "docs": orjson.dumps([row.doc for row in rows]).decode(),  # one JSON array, split by the server
+            "writes": int_array([row.writes for row in rows]),
+        }
+        replaced = [row for row in rows if row.replace]
+        self._cursor.defer(REPLACE_OBJECTS if len(replaced) == len(rows) else MERGE_OBJECTS, params)
+        if 0 < len(replaced) < len(rows):
+            self._cursor.defer(
+                SET_REPLACED,
+                {
+                    **self._scope,
+                    "ids": text_array([row.id for row in replaced]),
+                    "docs": orjson.dumps([row.doc for row in replaced]).decode(),
+                },
+            )
+
+    # typed data
+    def stored_curves(self, keys: list[tuple[str, str, date]]) -> dict[tuple[str, str, date], dict]:
+        """The stored curves that `_merge` curves merge into: (object, prop, date) -> curve."""
+        if not keys:
+            return {}
+        self._cursor.execute(
+            _STORED_CURVES,
+            {**self._scope, "o": [k[0] for k in keys], "p": [k[1] for k in keys], "d": [k[2] for k in keys]},
+        )
+        return {(o, p, d): doc for o, p, d, doc in self._cursor.fetchall()}
+
+    def write_data(self, wiped_objects: list[str], writes: dict[str, DataWrites]) -> None:
+        """Every data row of a batch: the wipes of replaced objects and series, then one
+        statement per table, rows in key order."""
+        if wiped_objects:
+            for table in _DATA_TABLES:
+                self._cursor.defer(_DELETE_DATA[table], {**self._scope, "ids": sorted(wiped_objects)})
+        series_wipes = sorted((obj, prop) for obj, data in writes.items() for prop in data.wipe_props)
+        if series_wipes:
+            self._cursor.defer(
+                _WIPE_SERIES,
+                {**self._scope, "objs": [o for o, _ in series_wipes], "props": [p for _, p in series_wipes]},
+            )
+        points = [(o, p, instant, obs) for o, w in writes.items() for (p, instant), obs in w.points.items()]
+        self._upsert_rows(_POINTS, points)
+        curves = [(o, p, day, curve) for o, w in writes.items() for (p, day), (curve, _) in w.curves.items()]
+        self._upsert_rows(_DATED.format(table="curves"), curves)
+        matrices = [(o, p, day, matrix) for o, w in writes.items() for (p, day), matrix in w.matrices.items()]
+        self._upsert_rows(_DATED.format(table="matrices"), matrices)
+        events = [(o, p, i, instant, e) for o, w in writes.items() for (p, i), (instant, e) in w.events.items()]
+        self._upsert_rows(_EVENTS, events)
+
+    def _upsert_rows(self, sql: str, rows: list[tuple]) -> None:
+        """Upsert `rows` (object, property, key, [time,] document) in key order, in one statement."""
+        if not rows:
+            return
+        rows.sort(key=lambda row: row[:3])
+        columns = list(zip(*rows, strict=True))
+        params = {
+            **self._scope,
+            "objects": text_array(columns[0]),
+            "props": text_array(columns[1]),
+            "keys": text_array([_as_text(key) for key in columns[2]]),
+            "docs": orjson.dumps(columns[-1]).decode(),
+        }
+        if len(columns) == 5:
+            params["times"] = text_array([instant.isoformat() for instant in columns[3]])
+        self._cursor.defer(sql, params)
