@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from importlib.metadata import version
 
 from flask import Flask, g
 
@@ -11,7 +12,7 @@ from batchsvc.auth import TokenVerifier
 from batchsvc.config import Settings
 from batchsvc.db import Database
 
-__version__ = "1.0.0"
+__version__ = version("batchsvc")
 
 
 def build_id() -> str:
