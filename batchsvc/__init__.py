@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from importlib.metadata import version
 
 from flask import Flask, g
 
@@ -12,7 +13,7 @@ from batchsvc.config import Settings
 from batchsvc.db import Database
 from batchsvc.store import Store
 
-__version__ = "1.0.0"
+__version__ = version("batchsvc")
 
 
 def build_id() -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 
+from sqlalchemy.engine import make_url
+
 DEV_SECRET = "batchsvc-development-secret-do-not-use-in-production"
 
 
@@ -31,6 +33,11 @@ def normalise_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg2://" + url[len(prefix) :]
     return url
+
+
+def libpq_url(url: str) -> str:
+    """The same database as psycopg2.connect/libpq take it: a plain postgresql:// URL, password kept."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
-import psycopg2
 import requests
+from harness import LOOPBACK, Gunicorn, connect
 from psycopg2.extras import execute_values
-from servers import LOOPBACK, Gunicorn, memory_kb
 from workload import (
     SECRET,
     TENANT,
@@ -47,7 +46,6 @@ from workload import (
     batch_body,
     bench_database_name,
     elements,
-    libpq_url,
     recreate_database,
     server_facts,
     token,
@@ -113,7 +111,7 @@ def floor_load(connection, environment: str, items: list[dict], batch_id: str) -
 
 def run_floor(db_url: str) -> dict:
     results = {}
-    connection = psycopg2.connect(libpq_url(db_url))
+    connection = connect(db_url)
     try:
         for size, repeats in FLOOR_REPEATS.items():
             inserts, updates = [], []
@@ -283,6 +281,17 @@ def run_small(server: Gunicorn, clients: int, seconds: float, label: str) -> dic
 # --- memory: one 50,000-element batch on a fresh server ------------------------------------------
 
 
+def memory_kb(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak resident set since the process started) of `pid`, in kB."""
+    values = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            name, _, rest = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                values[name] = int(rest.split()[0])
+    return values
+
+
 def run_memory(server: Gunicorn, size: int = 50_000) -> dict:
     pids = server.worker_pids()
     before = {pid: memory_kb(pid) for pid in pids}
@@ -388,6 +397,12 @@ def git_revision() -> str:
     return f"{rev}{'+dirty' if dirty else ''}" if rev else "unknown"
 
 
+def gunicorn(app: str, label: str, env: dict) -> Gunicorn:
+    """A 2-worker server for one part of the run, ready once every worker has booted, logging to
+    bench/results/gunicorn-<label>.log; bench/ is on its path for bare_app."""
+    return Gunicorn(app, env=env, log_path=RESULTS / f"gunicorn-{label}.log", pythonpath=BENCH, every_worker=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each small-batch run (default 10)")
@@ -414,12 +429,12 @@ def main(argv=None) -> int:
     service_env = {"DATABASE_URL": db_url, "BATCHSVC_JWT_SECRET": SECRET, "BATCHSVC_DEV": ""}
 
     floor = run_floor(db_url)
-    with Gunicorn("wsgi:app", RESULTS / "gunicorn-batchsvc.log", env=service_env) as server:
+    with gunicorn("wsgi:app", "batchsvc", service_env) as server:
         bulk = run_bulk(server)
         small = run_small(server, args.clients, args.seconds, "batchsvc")
-    with Gunicorn("bare_app:app", RESULTS / "gunicorn-bare.log", env=service_env) as server:
+    with gunicorn("bare_app:app", "bare", service_env) as server:
         bare = run_small(server, args.clients, args.seconds, "bare flask")
-    with Gunicorn("wsgi:app", RESULTS / "gunicorn-memory.log", env=service_env) as server:
+    with gunicorn("wsgi:app", "memory", service_env) as server:
         memory = run_memory(server)
 
     rows, checks = build_rows(floor, bulk, small, bare, memory)

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
+import harness
 import orjson
-import psycopg2
-from sqlalchemy.engine import make_url
 
-from batchsvc import scratch
 from batchsvc.auth import mint_token
-from batchsvc.config import database_url_from_env
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret-that-is-long-enough-for-hs256-keys"
 TENANT = "bench"
 USER = "bench@example.com"
@@ -58,19 +53,9 @@ def token() -> str:
     return mint_token(SECRET, tenant=TENANT, user=USER, roles=ROLES, ttl=3600)
 
 
-def libpq_url(url: str) -> str:
-    """A SQLAlchemy URL as psycopg2/libpq takes it."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def server_url() -> str:
-    """DATABASE_URL's server, or the embedded PostgreSQL when it is unset (as the service does)."""
-    return database_url_from_env(instance_path=str(ROOT / "instance"))
-
-
 def recreate_database(name: str) -> str:
     """Drop and create database `name` on the server, migrate it to head; return its URL."""
-    return scratch.recreate_database(server_url(), name, migrate=True)
+    return harness.recreate_database(harness.server_url(), name, migrate=True)
 
 
 def bench_database_name() -> str:
@@ -79,7 +64,7 @@ def bench_database_name() -> str:
 
 def server_facts(url: str) -> dict:
     """The PostgreSQL settings that move these figures, recorded with the results."""
-    connection = psycopg2.connect(libpq_url(url))
+    connection = harness.connect(url)
     try:
         with connection.cursor() as cur:
             cur.execute("SHOW server_version")

@@ -4,31 +4,22 @@ from __future__ import annotations
 
 import importlib
 import os
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import msal
-import psycopg2
 import pytest
-import requests
-from sqlalchemy.engine import make_url
+from support import scratch
+from support.gunicorn import Gunicorn
+from support.gunicorn import free_port as free_port  # re-exported: test_outage.py's proxy takes its port from it
+from support.scratch import connect, server_url
 
-from batchsvc import create_app, scratch
+from batchsvc import create_app
 from batchsvc.auth import mint_token
-from batchsvc.config import database_url_from_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-that-is-long-enough-for-hs256-keys"
 ALL_ROLES = ("batch.read", "batch.write", "batch.admin")
-
-
-def server_url() -> str:
-    """The PostgreSQL server the tests use: DATABASE_URL's, or the embedded one."""
-    return database_url_from_env(instance_path=str(ROOT / "instance"))
 
 
 def recreate_database(name: str) -> str:
@@ -55,7 +46,7 @@ def client(app, db_url):
 
 
 def truncate(url: str) -> None:
-    connection = psycopg2.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
+    connection = connect(url)
     with connection, connection.cursor() as cur:
         cur.execute(
             "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
@@ -77,83 +68,17 @@ def auth(tenant="tenant-a", user="loader@example.com", roles=ALL_ROLES, environm
     return headers
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class LiveServer:
-    """A real gunicorn serving the app on loopback, for tests that need processes."""
+class LiveServer(Gunicorn):
+    """gunicorn serving the app on `db_url` with the tests' token secret, its access log discarded."""
 
     def __init__(self, db_url: str, *, workers: int = 2, env: dict | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": db_url,
-            "BATCHSVC_JWT_SECRET": SECRET,
-            "WEB_CONCURRENCY": str(workers),
-            "BATCHSVC_BIND": f"127.0.0.1:{self.port}",
-            **(env or {}),
-        }
-        self.process = None
-        # The server's log goes to a file: a pipe nobody reads would block it once full.
-        self.log_file = tempfile.NamedTemporaryFile(prefix="batchsvc-gunicorn-", suffix=".log", delete=False)
+        env = {"DATABASE_URL": db_url, "BATCHSVC_JWT_SECRET": SECRET, **(env or {})}
+        super().__init__(workers=workers, env=env, access_log=False)
 
-    def start(self) -> LiveServer:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                str(ROOT / "gunicorn.conf.py"),
-                "--access-logfile",
-                "/dev/null",
-                "wsgi:app",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log_file,
-        )
-        self.wait_ready()
-        return self
 
-    def log(self) -> str:
-        """What the server wrote to stderr so far (its error log)."""
-        with open(self.log_file.name, errors="replace") as log:
-            return log.read()
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {self.log()[-2000:]}")
-            try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except (requests.ConnectionError, requests.Timeout):
-                pass  # workers still booting
-            time.sleep(0.1)
-        raise RuntimeError("gunicorn did not become ready")
-
-    def worker_pids(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
-        return [int(pid) for pid in out.split()]
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log_file.close()
-        if os.path.exists(self.log_file.name):
-            os.unlink(self.log_file.name)
+def start_live_server(db_url: str, **kwargs) -> LiveServer:
+    """A started LiveServer (start() stops it again if it never becomes ready)."""
+    return LiveServer(db_url, **kwargs).start()
 
 
 @pytest.fixture(scope="session")
@@ -165,24 +90,13 @@ def live_server(db_url):
 
 def db_rows(url: str, sql: str, params=()) -> list[tuple]:
     """Rows of one query run directly against the test database, outside the app (autocommit)."""
-    connection = psycopg2.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
-    connection.autocommit = True
+    connection = connect(url, autocommit=True)
     try:
         with connection.cursor() as cur:
             cur.execute(sql, params)
             return cur.fetchall() if cur.description else []
     finally:
         connection.close()
-
-
-def start_live_server(db_url: str, **kwargs) -> LiveServer:
-    """Start a LiveServer, stopping it again if it never becomes ready."""
-    server = LiveServer(db_url, **kwargs)
-    try:
-        return server.start()
-    except BaseException:
-        server.stop()
-        raise
 
 
 class OfflinePublicClientApplication:

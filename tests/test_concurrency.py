@@ -9,11 +9,9 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import orjson
-import psycopg2
 import pytest
 import requests
-from conftest import SECRET, auth, db_rows, start_live_server
-from sqlalchemy.engine import make_url
+from conftest import SECRET, auth, connect, db_rows, start_live_server
 
 from batchsvc import create_app
 
@@ -172,7 +170,7 @@ def _deadlocked_post(db_url, attempts: int, release):
     headers = {**auth(tenant=DEADLOCK_TENANT), "Content-Type": "application/json"}
     seed = {"_id": "dl-seed", "elements": [{"_id": "DL-A", "v": 0}, {"_id": "DL-B", "v": 0}]}
     assert client.post("/api/batch/v1", data=orjson.dumps(seed), headers=headers).status_code == 201
-    other = psycopg2.connect(make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False))
+    other = connect(db_url)
     try:
         with other.cursor() as cur:
             cur.execute("SELECT 1 FROM objects WHERE tenant = %s AND id = 'DL-B' FOR UPDATE", (DEADLOCK_TENANT,))

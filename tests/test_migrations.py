@@ -9,14 +9,12 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from conftest import recreate_database, server_url
 from sqlalchemy import create_engine, inspect
+from support import scratch
+from support.scratch import alembic_config
 
-from batchsvc import (
-    models,  # noqa: F401 - registers the tables on Base.metadata
-    scratch,
-)
+from batchsvc import models  # noqa: F401 - registers the tables on Base.metadata
 from batchsvc.config import normalise_database_url
 from batchsvc.db import Base
-from batchsvc.scratch import alembic_config
 
 DATABASE = "batchsvc_migr_a"
 

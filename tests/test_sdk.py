@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
-import requests
-from conftest import LiveServer, make_token, truncate
+from conftest import make_token, start_live_server, truncate
 
 BATCH_ID = "00006d91-0fa0-481a-8118-7d6c1f4dba8f"
 
 
 @pytest.fixture(scope="module")
 def live_server(db_url):
-    """A gunicorn of our own: conftest's wait_ready gives up on a /healthz read timeout while workers boot."""
-    server = LiveServer(db_url)
-    try:
-        try:
-            server.start()
-        except requests.Timeout:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    server.wait_ready(timeout=5)
-                    break
-                except requests.Timeout:
-                    if time.monotonic() > deadline:
-                        raise
-        yield server
-    finally:
-        server.stop()
+    """A gunicorn of our own for this module."""
+    server = start_live_server(db_url)
+    yield server
+    server.stop()
 
 
 @pytest.fixture

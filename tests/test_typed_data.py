@@ -11,10 +11,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
-import psycopg2
 import pytest
-from conftest import auth, db_rows, make_token, start_live_server, truncate
-from sqlalchemy.engine import make_url
+from conftest import auth, connect, db_rows, make_token, start_live_server, truncate
 
 EMPTY_SUMMARY = {"curves": {}, "series": {}, "matrix": {}, "events": {}, "failures": {}}
 DATA_TABLES = ("series_points", "curves", "matrices", "events")
@@ -947,7 +945,7 @@ def _table_stats(db_url) -> dict:
 def _quiet(db_url, sql, params=()) -> list[tuple]:
     """Run one statement on a connection of its own and wait until its backend has exited,
     so that its table statistics are flushed before anything is measured."""
-    connection = psycopg2.connect(make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False))
+    connection = connect(db_url)
     try:
         with connection, connection.cursor() as cur:
             cur.execute(sql, params)

@@ -11,7 +11,22 @@ from alembic.config import Config
 from psycopg2 import sql
 from sqlalchemy.engine import make_url
 
-ROOT = Path(__file__).resolve().parent.parent
+from batchsvc.config import database_url_from_env, libpq_url
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def server_url() -> str:
+    """The PostgreSQL server the tests and the benchmark use: DATABASE_URL's, or the embedded
+    one (as the service picks it)."""
+    return database_url_from_env(instance_path=str(ROOT / "instance"))
+
+
+def connect(url: str, *, autocommit: bool = False):
+    """A psycopg2 connection of its own to the database of `url` (any SQLAlchemy-style URL)."""
+    connection = psycopg2.connect(libpq_url(url))
+    connection.autocommit = autocommit
+    return connection
 
 
 def alembic_config(url: str) -> Config:
@@ -23,17 +38,9 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def _admin(server_url: str):
-    connection = psycopg2.connect(
-        make_url(server_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    )
-    connection.autocommit = True
-    return connection
-
-
 def drop_database(server_url: str, name: str) -> None:
     """Drop database `name` on the server of `server_url`, ending its sessions first."""
-    with closing(_admin(server_url)) as admin, admin.cursor() as cur:
+    with closing(connect(server_url, autocommit=True)) as admin, admin.cursor() as cur:
         cur.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
             (name,),
@@ -45,7 +52,7 @@ def recreate_database(server_url: str, name: str, *, migrate: bool = False) -> s
     """Drop and create database `name` on the server of `server_url` (migrated to head when
     asked); return its URL."""
     drop_database(server_url, name)
-    with closing(_admin(server_url)) as admin, admin.cursor() as cur:
+    with closing(connect(server_url, autocommit=True)) as admin, admin.cursor() as cur:
         cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
     if migrate:

@@ -1,4 +1,4 @@
-"""gunicorn on loopback for the benchmark: start, wait until every worker is up, stop, read RSS."""
+"""A real gunicorn on loopback, for the tests that need processes and for the benchmark."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
 
 
@@ -40,36 +40,44 @@ def child_pids(parent: int) -> list[int]:
     return sorted(children)
 
 
-def memory_kb(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak resident set since the process started) of `pid`, in kB."""
-    values = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            name, _, rest = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                values[name] = int(rest.split()[0])
-    return values
-
-
 class Gunicorn:
-    """One gunicorn master serving `app` with the repository's gunicorn.conf.py on loopback.
+    """One gunicorn master serving `app` with the repository's gunicorn.conf.py on a free loopback port.
 
-    stdout/stderr (access and error logs, as the production config writes them) go to
-    `log_path`, never to a pipe that could fill up and stall the server.
+    `env` is added to this process's environment (the app's settings; gunicorn options such as
+    BATCHSVC_THREADS or GUNICORN_CMD_ARGS="--preload"); WEB_CONCURRENCY and BATCHSVC_BIND come
+    from `workers` and the port. stdout and stderr (access and error logs, as the production
+    config writes them) go to `log_path`, or to a temporary file that stop() removes, never to a
+    pipe that could fill up and stall the server. `access_log=False` discards the access log.
+    `pythonpath` is a folder gunicorn imports `app` from (bench/bare_app.py). start() returns once
+    /healthz answers, and with `every_worker` only once every worker has booted as well.
     """
 
-    def __init__(self, app: str, log_path: Path, *, workers: int = 2, env: dict | None = None):
+    def __init__(
+        self,
+        app: str = "wsgi:app",
+        *,
+        workers: int = 2,
+        env: dict | None = None,
+        log_path: Path | None = None,
+        access_log: bool = True,
+        pythonpath: Path | None = None,
+        every_worker: bool = False,
+    ):
         self.app = app
         self.workers = workers
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
-        self.log_path = log_path
         self.env = {
             **os.environ,
             **(env or {}),
             "WEB_CONCURRENCY": str(workers),
             "BATCHSVC_BIND": f"{LOOPBACK}:{self.port}",
         }
+        self.access_log = access_log
+        self.pythonpath = pythonpath
+        self.every_worker = every_worker
+        self.log_path = log_path
+        self._temporary_log = log_path is None
         self.process: subprocess.Popen | None = None
         self._log = None
 
@@ -79,27 +87,35 @@ class Gunicorn:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def command(self) -> list[str]:
+        command = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py")]
+        if not self.access_log:
+            command += ["--access-logfile", "/dev/null"]
+        if self.pythonpath is not None:
+            command += ["--pythonpath", str(self.pythonpath)]
+        return [*command, self.app]
+
     def start(self, timeout: float = 60) -> Gunicorn:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        """Start the server and wait until it is ready; stopped again if it never is."""
+        if self._temporary_log:
+            self._log = tempfile.NamedTemporaryFile(prefix="batchsvc-gunicorn-", suffix=".log", delete=False)  # noqa: SIM115 - closed in stop()
+            self.log_path = Path(self._log.name)
+        else:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "gunicorn",
-                "-c", str(ROOT / "gunicorn.conf.py"),
-                "--pythonpath", str(BENCH),
-                self.app,
-            ],
-            cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            self.command(), cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
+        )
         try:
-            self._wait_ready(timeout)
+            self.wait_ready(timeout)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _wait_ready(self, timeout: float) -> None:
-        """Until /healthz answers and every worker has booted (a worker answers only once booted)."""
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until /healthz answers (and, with `every_worker`, every worker has booted: a worker
+        answers only once booted, but /healthz reaches just one of them)."""
         deadline = time.monotonic() + timeout
         answered = False
         while time.monotonic() < deadline:
@@ -109,7 +125,9 @@ class Gunicorn:
                 try:
                     answered = requests.get(self.url + "/healthz", timeout=2).status_code == 200
                 except requests.RequestException:
-                    pass
+                    pass  # workers still booting
+            if answered and not self.every_worker:
+                return
             if answered and len(self.worker_pids()) == self.workers:
                 time.sleep(0.5)  # the last worker forked may still be importing the app
                 return
@@ -117,17 +135,25 @@ class Gunicorn:
         raise RuntimeError(f"gunicorn {self.app} did not become ready in {timeout:.0f}s:\n{self.log_tail()}")
 
     def worker_pids(self) -> list[int]:
-        return child_pids(self.process.pid) if self.process else []
+        if self.process is None or self.process.poll() is not None:
+            return []
+        return child_pids(self.process.pid)
 
-    def log_tail(self, size: int = 3000) -> str:
+    def log(self) -> str:
+        """What the server has written so far (its error log, and its access log unless discarded)."""
+        if self.log_path is None:
+            return ""
         try:
-            return self.log_path.read_bytes()[-size:].decode(errors="replace")
+            return self.log_path.read_bytes().decode(errors="replace")
         except OSError:
             return ""
 
+    def log_tail(self, size: int = 3000) -> str:
+        return self.log()[-size:]
+
     def stop(self, timeout: float = 20) -> None:
         """SIGTERM the master (graceful), then SIGKILL it and its workers if they linger."""
-        process, self.process = self.process, None
+        process = self.process
         if process is not None and process.poll() is None:
             workers = child_pids(process.pid)
             process.terminate()
@@ -144,3 +170,5 @@ class Gunicorn:
         if self._log is not None:
             self._log.close()
             self._log = None
+            if self._temporary_log:
+                self.log_path.unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""What the tests and the benchmark share: throwaway databases (scratch) and a live gunicorn (gunicorn)."""
