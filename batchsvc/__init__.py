@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from flask import Flask, g
+# Flask and the database stack load in create_app(), not on `import batchsvc`: the loader CLI
+# (batchsvc.loader) is a plain HTTP client living in this package and must not pull them in.
+if TYPE_CHECKING:
+    from flask import Flask
 
-from batchsvc.auth import TokenVerifier
-from batchsvc.config import Settings
-from batchsvc.db import Database
+    from batchsvc.auth import TokenVerifier
+    from batchsvc.config import Settings
+    from batchsvc.db import Database
 
 __version__ = "1.0.0"
 
@@ -29,6 +33,8 @@ class Services:
 
     def session(self):
         """The request's session, opened on first use and closed at teardown."""
+        from flask import g
+
         if "db_session" not in g:
             g.db_session = self.database.session()
         return g.db_session
@@ -36,6 +42,12 @@ class Services:
 
 def create_app(config: dict | None = None) -> Flask:
     """Wire the service: settings, database, token verifier, API, CLI commands."""
+    from flask import Flask
+
+    from batchsvc.auth import TokenVerifier
+    from batchsvc.config import Settings
+    from batchsvc.db import Database
+
     app = Flask(__name__, instance_path=os.path.abspath("instance"))
     settings = Settings.from_env(**{"instance_path": app.instance_path, **(config or {})})
     app.config["MAX_CONTENT_LENGTH"] = None  # bodies are limited while read (gzip included)
@@ -66,6 +78,8 @@ def _announce_dev_mode(app: Flask, settings: Settings) -> None:
 
 
 def _close_session(_exc):
+    from flask import g
+
     session = g.pop("db_session", None)
     if session is not None:
         session.close()
