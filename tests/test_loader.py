@@ -290,6 +290,9 @@ def test_stdin_and_json_documents(server, db_url, tenant, tmp_path):
     piped = run_load(server.url, tenant, "-", "--name", "PIPED", stdin=ndjson)
     assert piped.returncode == 0, piped.stderr
     assert b"<stdin> batch 2: 2000 elements -> 201 success" in piped.stderr
+    assert b"(0 applied, 2 replayed)" in run_load(server.url, tenant, "-", "--name", "PIPED", stdin=ndjson).stderr
+    fresh = run_load(server.url, tenant, "-", "--name", "PIPED", "--load-key", "again", stdin=ndjson)
+    assert fresh.returncode == 0 and b"(2 applied, 0 replayed)" in fresh.stderr  # a new key: new batches
     gz_array = gzip.compress(json.dumps([{"_id": "arr-1"}, {"_id": "arr-2"}]).encode())
     array = run_load(server.url, tenant, "-", "--format", "json", stdin=gz_array)
     assert array.returncode == 0, array.stderr
@@ -297,13 +300,13 @@ def test_stdin_and_json_documents(server, db_url, tenant, tmp_path):
     varbatch.write_text(json.dumps({"_type": "VarBatch", "name": "FROM_FILE", "elements": [{"_id": "vb-1"}]}, indent=2))
     document = run_load(server.url, tenant, varbatch, "--service", "ETL")
     assert document.returncode == 0, document.stderr
-    assert objects(db_url, tenant) == (7003, 1, 1)
+    assert objects(db_url, tenant) == (7003, 1, 2)  # the --load-key run wrote the 7000 again
     names = db_rows(
         db_url,
         "SELECT doc->>'name', doc->>'service', count(*) FROM batch_summaries WHERE tenant = %s GROUP BY 1, 2 ORDER BY 1",
         (tenant,),
     )
-    assert names == [("FROM_FILE", "ETL", 1), ("PIPED", None, 2), (None, None, 1)]
+    assert names == [("FROM_FILE", "ETL", 1), ("PIPED", None, 4), (None, None, 1)]
 
 
 def peak_rss_kb(url: str, tenant: str, path: Path) -> int:
