@@ -35,7 +35,7 @@ def test_readme_curl_examples_succeed_against_gunicorn(live_server):
         ["set -e", f"TOKEN={token}", f"BASE={live_server.url}", 'curl() { command curl --fail-with-body "$@"; echo; }']
         + readme_commands()
     )
-    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, cwd=README.parent)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     out = result.stdout
     assert '"service":"batch"' in out
@@ -45,3 +45,4 @@ def test_readme_curl_examples_succeed_against_gunicorn(live_server):
     assert '"data":[{"time":"2021-07-02","value":49.8}]' in out
     assert '"tenor":"M02","value":56.3' in out
     assert "204" in out
+    assert '"_id":"PRICE-2"' in out and '"_batch":"load-' in out  # written by `batchsvc load`
