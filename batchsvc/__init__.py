@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 from flask import Flask, g
 
-from batchsvc.auth import TokenVerifier
+from batchsvc.auth import ApiKeyVerifier, Authenticator, TokenVerifier
 from batchsvc.config import Settings
 from batchsvc.db import Database
+from batchsvc.store.apikeys import ApiKeyStore
 
 __version__ = "1.0.0"
 
@@ -21,11 +22,12 @@ def build_id() -> str:
 
 @dataclass
 class Services:
-    """What views need from the app: settings, token verifier, database."""
+    """What views need from the app: settings, credential verifier, database, API-key store."""
 
     settings: Settings
-    verifier: TokenVerifier
+    verifier: Authenticator
     database: Database
+    api_keys: ApiKeyStore
 
     def session(self):
         """The request's session, opened on first use and closed at teardown."""
@@ -35,7 +37,7 @@ class Services:
 
 
 def create_app(config: dict | None = None) -> Flask:
-    """Wire the service: settings, database, token verifier, API, CLI commands."""
+    """Wire the service: settings, database, credential verifiers, API, CLI commands."""
     app = Flask(__name__, instance_path=os.path.abspath("instance"))
     settings = Settings.from_env(**{"instance_path": app.instance_path, **(config or {})})
     app.config["MAX_CONTENT_LENGTH"] = None  # bodies are limited while read (gzip included)
@@ -44,7 +46,9 @@ def create_app(config: dict | None = None) -> Flask:
         pool_size=settings.db_pool_size,
         statement_timeout_ms=settings.db_statement_timeout_ms,
     )
-    app.extensions["batchsvc"] = Services(settings, TokenVerifier(settings), database)
+    api_keys = ApiKeyStore(database)
+    verifier = Authenticator(TokenVerifier(settings), ApiKeyVerifier(settings, api_keys.find))
+    app.extensions["batchsvc"] = Services(settings, verifier, database, api_keys)
     app.teardown_appcontext(_close_session)
 
     from batchsvc.api import init_api

@@ -185,3 +185,6 @@ EVENT_LIST = {
         **AUTH_ERRORS,
     },
 }
+
+# The shared pieces other route modules (api/apikeys.py) build their docs from.
+error, LIST_HEADERS = _error, _LIST_HEADERS

@@ -13,7 +13,17 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from batchsvc.auth import AuthError
-from batchsvc.core.errors import Busy, Conflict, DomainError, Forbidden, InvalidInput, NotFound, TooLarge, Unavailable
+from batchsvc.core.errors import (
+    Busy,
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotConfigured,
+    NotFound,
+    TooLarge,
+    Unavailable,
+)
 from batchsvc.db import ConnectionLost
 
 log = logging.getLogger(__name__)
@@ -26,6 +36,7 @@ DOMAIN_STATUS = {
     TooLarge: 413,
     Busy: 503,
     Unavailable: 503,
+    NotConfigured: 503,
 }
 
 

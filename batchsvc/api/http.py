@@ -27,9 +27,9 @@ def services():
 
 
 def principal(role: str) -> Principal:
-    """The verified caller, who must hold `role` (401 without a valid token, 403 without the role)."""
+    """The verified caller, who must hold `role` (401 without valid credentials, 403 without the role)."""
     if "principal" not in g:
-        g.principal = services().verifier.verify(request.headers.get("Authorization"))
+        g.principal = services().verifier.verify(request.headers)
     g.principal.require(role)
     return g.principal
 

@@ -42,3 +42,7 @@ class Busy(DomainError):
 
 class Unavailable(DomainError):
     """The database cannot be reached."""
+
+
+class NotConfigured(DomainError):
+    """The service lacks the configuration this request needs (the message says which)."""

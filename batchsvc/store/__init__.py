@@ -1,0 +1,1 @@
+"""Persistence: every SQL statement, spoken in domain terms."""
