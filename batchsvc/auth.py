@@ -147,7 +147,7 @@ class ApiKeyVerifier:
         if key_id is None:
             raise AuthError(INVALID_KEY)
         digest = self.hasher.hash(key)
-        # Every candidate is compared, in constant time each, so timing tells nothing about the hash.
+        # Compared in constant time; ids are random, so there is one candidate in practice.
         matched = [stored for stored in self._rows(key_id) if hmac.compare_digest(stored.key_hash, digest)]
         if not matched:
             raise AuthError(INVALID_KEY)

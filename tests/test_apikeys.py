@@ -10,11 +10,15 @@ import time
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
+import jwt
 import pytest
 import requests
 from conftest import SECRET, auth, db_rows, start_live_server, truncate
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from batchsvc import create_app
+from batchsvc.config import ConfigError, Settings
 from batchsvc.core import apikeys
 from batchsvc.core.errors import Forbidden, InvalidInput
 from batchsvc.core.identity import Principal
@@ -347,9 +351,33 @@ def test_api_keys_off_refuses_every_key_login(app, db_url):
         truncate(db_url)
 
 
-def test_api_keys_setting_from_the_environment():
-    from batchsvc.config import ConfigError, Settings
+def test_without_a_secret_keys_cannot_be_made_or_used(db_url):
+    """A service verifying JWTs by public key only has nothing to hash keys with, until
+    BATCHSVC_API_KEY_SECRET is set."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    pem = private.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    now = int(time.time())
+    claims = {"sub": "admin@example.com", "tid": TENANT, "roles": ["batch.admin"], "exp": now + 600}
+    admin = {"Authorization": "Bearer " + jwt.encode(claims, private, algorithm="ES256")}
+    body = json.dumps({"user": USER, "roles": ["batch.read"]})
+    bare = create_app({"database_url": db_url, "jwt_public_key": pem})
+    peppered = create_app({"database_url": db_url, "jwt_public_key": pem, "api_key_secret": "a-key-secret"})
+    try:
+        refused = bare.test_client().post("/api/apikey/v1", data=body, headers=admin)
+        assert refused.status_code == 503 and "BATCHSVC_API_KEY_SECRET" in refused.get_json()["message"]
+        assert db_rows(db_url, "SELECT count(*) FROM api_keys") == [(0,)]
+        created = peppered.test_client().post("/api/apikey/v1", data=body, headers=admin)
+        assert created.status_code == 201
+        key = created.get_json()["key"]
+        assert peppered.test_client().get("/api/batch/v1", headers=basic(USER, key)).status_code == 200
+        assert_unauthorized(bare.test_client().get("/api/batch/v1", headers=basic(USER, key)), "not configured")
+    finally:
+        for app in (bare, peppered):
+            app.extensions["batchsvc"].database.dispose()
+        truncate(db_url)
 
+
+def test_api_keys_setting_from_the_environment():
     env = {"BATCHSVC_JWT_SECRET": SECRET}
     assert Settings.from_env(env).api_keys is True
     assert Settings.from_env({**env, "BATCHSVC_API_KEYS": "off"}).api_keys is False
