@@ -7,20 +7,22 @@ from dataclasses import dataclass
 
 from flask import Flask, g
 
-from batchsvc.auth import TokenVerifier
+from batchsvc.auth import ApiKeyVerifier, Authenticator, TokenVerifier
 from batchsvc.config import Settings
 from batchsvc.db import Database
 from batchsvc.store import Store
+from batchsvc.store.apikeys import ApiKeyStore
 
 
 @dataclass
 class Services:
-    """What views need from the app: settings, token verifier, database and its store."""
+    """What views need from the app: settings, credential verifier, database, its store and API keys."""
 
     settings: Settings
-    verifier: TokenVerifier
+    verifier: Authenticator
     database: Database
     store: Store
+    api_keys: ApiKeyStore
 
     def session(self):
         """The request's session, opened on first use and closed at teardown."""
@@ -39,7 +41,9 @@ def create_app(config: dict | None = None) -> Flask:
         pool_size=settings.db_pool_size,
         statement_timeout_ms=settings.db_statement_timeout_ms,
     )
-    app.extensions["batchsvc"] = Services(settings, TokenVerifier(settings), database, Store(database))
+    api_keys = ApiKeyStore(database)
+    verifier = Authenticator(TokenVerifier(settings), ApiKeyVerifier(settings, api_keys.find))
+    app.extensions["batchsvc"] = Services(settings, verifier, database, Store(database), api_keys)
     app.teardown_appcontext(_close_session)
 
     from batchsvc.api import init_api

@@ -1,14 +1,20 @@
-"""Bearer token verification: a JWT in, a Principal out; algorithms fixed by key type."""
+"""Credentials in, a Principal out: bearer JWTs (algorithms fixed by key type) and API keys."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from batchsvc.config import Settings
+from batchsvc.core.apikeys import KeyHasher, StoredKey, key_id_of, refusal
 from batchsvc.core.identity import Principal
 
 LEEWAY_SECONDS = 30
@@ -17,6 +23,11 @@ LEEWAY_SECONDS = 30
 CACHE_SECONDS = 60
 CACHE_SIZE = 4096
 USER_CLAIMS = ("email", "preferred_username", "upn", "sub")
+# Stored keys are remembered per worker for this long, so a loader's key costs no query per
+# batch; a revoked key stops working on every worker within it (the spec allows 5 s).
+API_KEY_CACHE_SECONDS = 4.0
+EMAIL_HEADER, KEY_HEADER = "x-odsl-email", "x-odsl-key"
+INVALID_KEY = "invalid API key"
 
 
 class AuthError(Exception):
@@ -115,6 +126,84 @@ class TokenVerifier:
         if isinstance(claims.get("scp"), str):
             roles.update(claims["scp"].split())
         return Principal(user=user, tenant=tenant, roles=frozenset(roles))
+
+
+class ApiKeyVerifier:
+    """Verifies an (email, API key) pair against the stored keyed hash of that key."""
+
+    def __init__(self, settings: Settings, find: Callable[[str], list[StoredKey]]):
+        self.enabled = settings.api_keys
+        pepper = settings.api_key_pepper()
+        self.hasher = KeyHasher(pepper) if pepper else None
+        self._find = find
+        self._stored: dict[str, tuple[list[StoredKey], float]] = {}  # key id -> (rows, fetched at)
+
+    def verify(self, email: str, key: str) -> Principal:
+        if not self.enabled:
+            raise AuthError("API-key logins are turned off on this service (BATCHSVC_API_KEYS=off)")
+        if self.hasher is None:
+            raise AuthError("API keys are not configured on this service (it has no BATCHSVC_API_KEY_SECRET)")
+        key_id = key_id_of(key)
+        if key_id is None:
+            raise AuthError(INVALID_KEY)
+        digest = self.hasher.hash(key)
+        # Compared in constant time; ids are random, so there is one candidate in practice.
+        matched = [stored for stored in self._rows(key_id) if hmac.compare_digest(stored.key_hash, digest)]
+        if not matched:
+            raise AuthError(INVALID_KEY)
+        reason = refusal(matched[0], email, datetime.now(UTC))
+        if reason:
+            raise AuthError(reason)
+        return matched[0].principal()
+
+    def _rows(self, key_id: str) -> list[StoredKey]:
+        now = time.monotonic()
+        remembered = self._stored.get(key_id)
+        if remembered is not None and now - remembered[1] < API_KEY_CACHE_SECONDS:
+            return remembered[0]
+        rows = self._find(key_id)
+        if len(self._stored) >= CACHE_SIZE:
+            self._stored.clear()
+        self._stored[key_id] = (rows, now)
+        return rows
+
+
+def _basic_credentials(encoded: str) -> tuple[str, str]:
+    """(email, key) of Basic credentials, base64(<email>:<key>) as odsl's loginWithAPIKey sends."""
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        decoded = ""
+    email, colon, key = decoded.partition(":")
+    if not (colon and email and key):
+        raise AuthError("malformed Basic credentials: expected base64(<email>:<API key>)")
+    return email, key
+
+
+class Authenticator:
+    """Picks the credentials a request carries: a bearer JWT, Basic email:key, or the
+    x-odsl-email and x-odsl-key headers."""
+
+    def __init__(self, tokens: TokenVerifier, api_keys: ApiKeyVerifier):
+        self.tokens = tokens
+        self.api_keys = api_keys
+
+    def verify(self, headers: Mapping[str, str]) -> Principal:
+        header = headers.get("Authorization")
+        if header:
+            scheme, _, credentials = header.strip().partition(" ")
+            if scheme.lower() == "basic":
+                return self.api_keys.verify(*_basic_credentials(credentials))
+            return self.tokens.verify(header)
+        email, key = headers.get(EMAIL_HEADER), headers.get(KEY_HEADER)
+        if email or key:
+            if not (email and key and email.strip() and key.strip()):
+                raise AuthError(f"an API-key login needs both {EMAIL_HEADER} and {KEY_HEADER}")
+            return self.api_keys.verify(email.strip(), key.strip())
+        raise AuthError(
+            "missing credentials: send Authorization: Bearer <JWT>, or an API key "
+            f"(Authorization: Basic base64(<email>:<key>), or {EMAIL_HEADER} and {KEY_HEADER})"
+        )
 
 
 def mint_token(

@@ -1,11 +1,17 @@
-"""Flask commands: mint tokens for the configured secret, print the development token."""
+"""Flask commands: mint tokens for the configured secret, print the development token, manage API keys."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import click
+import orjson
 from flask import Flask, current_app
+from flask.cli import AppGroup
 
 from batchsvc.auth import mint_token
+from batchsvc.core import apikeys
+from batchsvc.core.errors import DomainError
 from batchsvc.core.identity import ADMIN, READ, WRITE
 
 
@@ -51,3 +57,62 @@ def register_commands(app: Flask) -> None:
         if not settings.dev:
             raise click.ClickException("dev-token needs BATCHSVC_DEV=1")
         click.echo(dev_token(settings))
+
+    app.cli.add_command(apikey_commands)
+
+
+@click.group("apikey", cls=AppGroup)
+def apikey_commands():
+    """Create, list and revoke API keys."""
+
+
+def _services():
+    return current_app.extensions["batchsvc"]
+
+
+@apikey_commands.command("create")
+@click.option("--tenant", required=True, help="tenant the key belongs to")
+@click.option("--user", required=True, help="email the key logs in with")
+@click.option("--role", "roles", multiple=True, required=True, type=click.Choice(apikeys.ROLES), help="repeatable")
+@click.option("--name", default=None, help="what the key is for")
+@click.option("--expires", default=None, help="ISO-8601 date or date-time it stops working (default: never)")
+def create_apikey(tenant, user, roles, name, expires):
+    """Create a key and print it (on stdout, shown only this once); its id goes to stderr."""
+    services = _services()
+    hasher = services.verifier.api_keys.hasher
+    if hasher is None:
+        raise click.ClickException("API keys need a secret to hash them with: set BATCHSVC_API_KEY_SECRET")
+    if not tenant or len(tenant) > 256:
+        raise click.ClickException("--tenant must be 1-256 characters")
+    now = datetime.now(UTC)
+    try:
+        request = apikeys.key_request({"user": user, "roles": list(roles), "name": name, "expires": expires}, None, now)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+    created = apikeys.create_key(services.api_keys, hasher, tenant, request, now, created_by=None)
+    click.echo(created["key"])
+    click.echo(
+        f"API key {created['_id']} for {created['user']} in tenant {tenant} ({', '.join(created['roles'])}); "
+        "store it now: it is not shown again",
+        err=True,
+    )
+
+
+@apikey_commands.command("list")
+@click.option("--tenant", required=True, help="tenant whose live keys to list")
+def list_apikeys(tenant):
+    """Print the tenant's live keys, one JSON object a line (never the key or its hash)."""
+    _total, keys = apikeys.list_keys(_services().api_keys, tenant, limit=1_000_000, skip=0)
+    for key in keys:
+        click.echo(orjson.dumps(key))
+
+
+@apikey_commands.command("revoke")
+@click.argument("keyid")
+def revoke_apikey(keyid):
+    """Revoke a key by its id; every worker refuses it within 5 seconds."""
+    try:
+        apikeys.revoke_key(_services().api_keys, keyid, datetime.now(UTC))
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"revoked API key {keyid}", err=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from sqlalchemy.engine import make_url
 
 DEV_SECRET = "batchsvc-development-secret-do-not-use-in-production"
+_SWITCH = {"on": True, "1": True, "true": True, "off": False, "0": False, "false": False}
 
 
 class ConfigError(RuntimeError):
@@ -25,6 +26,15 @@ def _int(env, name, default):
     if value <= 0:
         raise ConfigError(f"{name} must be positive, got {value}")
     return value
+
+
+def _switch(env, name, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in _SWITCH:
+        raise ConfigError(f"{name} must be on or off, got {raw[:32]!r}")
+    return _SWITCH[raw]
 
 
 def normalise_database_url(url: str) -> str:
@@ -56,6 +66,8 @@ class Settings:
     db_pool_size: int = 10
     db_statement_timeout_ms: int = 600_000
     retry_attempts: int = 5
+    api_keys: bool = True
+    api_key_secret: str | None = None
     instance_path: str = field(default="instance")
 
     @classmethod
@@ -77,6 +89,8 @@ class Settings:
             db_pool_size=_int(env, "BATCHSVC_DB_POOL_SIZE", cls.db_pool_size),
             db_statement_timeout_ms=_int(env, "BATCHSVC_DB_STATEMENT_TIMEOUT_MS", cls.db_statement_timeout_ms),
             retry_attempts=_int(env, "BATCHSVC_RETRY_ATTEMPTS", cls.retry_attempts),
+            api_keys=_switch(env, "BATCHSVC_API_KEYS", cls.api_keys),
+            api_key_secret=env.get("BATCHSVC_API_KEY_SECRET") or None,
         )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
@@ -106,6 +120,15 @@ class Settings:
         if self.dev and not (self.jwt_public_key or self.jwt_jwks_url):
             return DEV_SECRET
         return None
+
+    def api_key_pepper(self) -> str | None:
+        """The secret API-key hashes are keyed with: BATCHSVC_API_KEY_SECRET, else the HS256
+        secret (the dev secret in dev mode); None when neither exists (API keys unusable)."""
+        if self.api_key_secret:
+            return self.api_key_secret
+        if self.jwt_secret:
+            return self.jwt_secret
+        return DEV_SECRET if self.dev else None
 
     def resolved_database_url(self) -> str:
         return database_url_from_env({"DATABASE_URL": self.database_url or ""}, self.instance_path)

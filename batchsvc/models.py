@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from sqlalchemy import Date, DateTime, Index, Integer, String, Text, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from batchsvc.db import Base
@@ -97,3 +97,30 @@ class Event(DataRowKey, Base):
     doc: Mapped[dict] = mapped_column(JSONB)
 
     __table_args__ = (Index("ix_events_by_time", "tenant", "environment", "object_id", "property", "eventtime"),)
+
+
+class ApiKey(Base):
+    """An API key of one tenant's user: its roles, lifetime and keyed hash, never the key.
+
+    Logins find a key by its id before they know the tenant (the id is inside the key), hence
+    the index on `id`; key ids are 96 random bits, so the index need not be unique, and the
+    table can be distributed by tenant like every other.
+    """
+
+    __tablename__ = "api_keys"
+
+    tenant: Mapped[str] = mapped_column(String(256), primary_key=True)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user: Mapped[str] = mapped_column(Text)
+    roles: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    name: Mapped[str | None] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str | None] = mapped_column(Text)
+    expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    key_hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index(None, "id"),
+        Index("ix_api_keys_newest", "tenant", text("created DESC"), "id"),
+    )

@@ -7,7 +7,7 @@ import gzip
 from flask import Flask, request
 from flask_smorest import Api
 
-from batchsvc.api import batch, data, docs_assets, health, objects
+from batchsvc.api import apikeys, batch, data, docs_assets, health, objects
 from batchsvc.api.access import authenticate, check_declarations
 from batchsvc.api.errors import register_error_handlers
 from batchsvc.api.http import check_request_text
@@ -26,13 +26,20 @@ def init_api(app: Flask) -> Api:
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL=docs_assets.ASSETS_URL,  # served here, not from a CDN: works offline
         API_SPEC_OPTIONS={
-            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
-            "security": [{"bearer": []}],
+            "components": {
+                "securitySchemes": {
+                    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                    "apiKeyBasic": {"type": "http", "scheme": "basic", "description": "base64(<email>:<API key>)"},
+                    "apiKeyEmail": {"type": "apiKey", "in": "header", "name": "x-odsl-email"},
+                    "apiKey": {"type": "apiKey", "in": "header", "name": "x-odsl-key"},
+                }
+            },
+            "security": [{"bearer": []}, {"apiKeyBasic": []}, {"apiKeyEmail": [], "apiKey": []}],
         },
     )
     api = Api(app)
     api.spec.components.schema("VarBatch", schema=VarBatchSchema)
-    for blueprint in (health.blp, batch.blp, objects.blp, data.blp, data.events_blp):
+    for blueprint in (health.blp, batch.blp, objects.blp, data.blp, data.events_blp, apikeys.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(docs_assets.blp)
     check_declarations(app)

@@ -63,7 +63,7 @@ def authenticate() -> None:
     access = _declared_access(current_app, request.endpoint, request.method)
     if access == PUBLIC or (access is None and not request.path.startswith("/api/")):
         return
-    caller = current_app.extensions["batchsvc"].verifier.verify(request.headers.get("Authorization"))
+    caller = current_app.extensions["batchsvc"].verifier.verify(request.headers)
     g.principal = caller
     if access is not None:
         caller.require(access)

@@ -224,3 +224,6 @@ EVENT_LIST = {
         "404": _error("No such event list"),
     },
 }
+
+# The shared pieces other route modules (api/apikeys.py) build their docs from.
+error, LIST_HEADERS = _error, _LIST_HEADERS

@@ -17,6 +17,7 @@ from batchsvc.core.errors import (
     DomainError,
     Forbidden,
     InvalidInput,
+    NotConfigured,
     NotFound,
     TooLarge,
     Unavailable,
@@ -33,6 +34,7 @@ DOMAIN_STATUS = {
     TooLarge: 413,
     Busy: 503,
     Unavailable: 503,
+    NotConfigured: 503,
 }
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, INCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, INCLUDE, RAISE, Schema, fields, validate
 
+from batchsvc.core.apikeys import KEY_ID_PATTERN, MAX_NAME, ROLES, USER_PATTERN
 from batchsvc.core.identity import BATCH_ID_PATTERN, MAX_ID_LENGTH, MAX_TEXT_LENGTH
 
 # OpenAPI shape of one element (§3): an object with a string _id; anything else is an element failure.
@@ -92,3 +93,38 @@ class BuildInfoSchema(Schema):
 
 class HealthSchema(Schema):
     status = fields.String(required=True)
+
+
+class ApiKeyRequestSchema(Schema):
+    """A new API key (documentation of the body; core.apikeys checks it)."""
+
+    class Meta:
+        unknown = RAISE
+
+    user = fields.String(
+        validate=validate.Regexp(USER_PATTERN),
+        metadata={"description": "the email the key logs in with; default: the caller"},
+    )
+    roles = fields.List(fields.String(validate=validate.OneOf(ROLES)), required=True, validate=validate.Length(min=1))
+    name = fields.String(allow_none=True, validate=validate.Length(max=MAX_NAME))
+    expires = fields.DateTime(
+        allow_none=True,
+        metadata={"description": "when the key stops working (exact, no leeway); a date is its midnight UTC"},
+    )
+
+
+class ApiKeySchema(Schema):
+    """An API key as lists show it: never the key or its hash."""
+
+    _id = fields.String(data_key="_id", required=True, validate=validate.Regexp(f"^{KEY_ID_PATTERN}$"))
+    name = fields.String(allow_none=True, required=True)
+    user = fields.String(required=True)
+    roles = fields.List(fields.String(validate=validate.OneOf(ROLES)), required=True)
+    created = fields.String(required=True, metadata={"example": "2024-01-06T16:20:27.433Z"})
+    expires = fields.String(allow_none=True, required=True)
+
+
+class ApiKeyCreatedSchema(ApiKeySchema):
+    """A new API key, with the key itself: shown this once, never again."""
+
+    key = fields.String(required=True, metadata={"example": "bsk_0123456789abcdef01234567_..."})

@@ -56,3 +56,7 @@ class Retryable(Exception):
 class ConnectionLost(Exception):
     """The database connection broke during a transaction: nothing was committed, or the
     commit's fate is unknown. Retrying on a fresh connection is safe for idempotent work."""
+
+
+class NotConfigured(DomainError):
+    """The service lacks the configuration this request needs (the message says which)."""
