@@ -163,7 +163,14 @@ def test_the_documented_sort_pattern_admits_exactly_the_sortable_fields(client, 
     )
     sort = next(p for p in spec["paths"][path]["get"]["parameters"] if p["name"] == "_sort")
     pattern = re.compile(sort["schema"]["pattern"])
-    for value in ("-_id", "_id, -_id", '{"_id": -1}', "A", '{"A":1}', ""):
+    for value in ("-_id", "_id, -_id", '{"_id": -1}', "A", '{"A":1}', "", '{\x0b"_id":1}'):
         documented = bool(pattern.match(value))
         answered = client.get(route, query_string={"_sort": value}, headers=auth()).status_code
         assert answered == (200 if documented else 400), (value, answered)
+
+
+def test_list_parameters_on_the_summary_by_id_route_are_checked(client):
+    client.post("/api/batch/v1", data=b'{"_id":"one","elements":[{"_id":"a"}]}', headers=auth())
+    assert client.get("/api/batch/v1/one?_sort=-timestamp", headers=auth()).status_code == 200
+    assert client.get("/api/batch/v1/one?_sort=null", headers=auth()).status_code == 400
+    assert client.get("/api/batch/v1/one?_limit=0", headers=auth()).status_code == 400

@@ -114,7 +114,7 @@ class SourceOrSummary(MethodView):
         """List the summaries of a source (private, public, all), or get one summary by id"""
         if ref in ("private", "public", "all"):
             return _list(ref)
-        parse_list_query(query_params())  # the same parameters are checked either way (documented for both)
+        summaries.check_query(parse_list_query(query_params()))  # checked either way: documented for both
         return _get(ref)
 
     @blp.requires(WRITE)

@@ -72,8 +72,9 @@ AUTH_ERRORS = {"401": _error("Missing or invalid credentials"), "403": _error("T
 def list_params(sortable) -> list[dict]:
     """Paging, search and a `_sort` whose documented pattern admits exactly the `sortable` fields."""
     field = "(" + "|".join(re.escape(name) for name in sorted(sortable)) + ")"
-    item, pair = rf"-?{field}", rf'"{field}"\s*:\s*-?1'
-    pattern = rf"^\s*({item}\s*(,\s*{item}\s*)*|\{{\s*{pair}\s*(,\s*{pair}\s*)*\}})\s*$"
+    ws = r"[ \t\n\r]*"  # JSON's whitespace (no vertical tab or form feed inside the object form)
+    item, pair = rf"-?{field}", rf'"{field}"{ws}:{ws}-?1'
+    pattern = rf"^\s*({item}\s*(,\s*{item}\s*)*|\{{{ws}{pair}{ws}(,{ws}{pair}{ws})*\}})\s*$"
     return [
         {"in": "query", "name": "_limit", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
         {

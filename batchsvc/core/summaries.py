@@ -137,7 +137,12 @@ SUMMARY_FIELDS = {
 }
 
 
-def list_summaries(reader, source: str, query: ListQuery) -> tuple[int, list[dict]]:
+def check_query(query: ListQuery) -> None:
+    """Summaries sort and filter by their own fields only."""
     check_fields(query, "summaries", sortable=SUMMARY_FIELDS, filterable=SUMMARY_FIELDS)
+
+
+def list_summaries(reader, source: str, query: ListQuery) -> tuple[int, list[dict]]:
+    check_query(query)
     total, rows = reader.list_summaries(source, query)
     return total, [row.doc for row in rows]
