@@ -35,5 +35,8 @@ schema = schemathesis.openapi.from_wsgi(
 @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None)
 def test_documented_operations_never_5xx_and_match_their_schema(case, app, client):
     """Positive and negative examples, with a valid token: no 5xx, status, headers and body as documented."""
-    response = case.call(headers=auth(), app=app)
-    case.validate_response(response, checks=CHECKS, headers=auth())
+    # schemathesis sends requests' `Accept-Encoding: gzip, deflate` but its WSGI transport does not
+    # decode gzip, so large bodies (a summary with many failures) would not parse; gzip is tested elsewhere.
+    headers = {**auth(), "Accept-Encoding": "identity"}
+    response = case.call(headers=headers, app=app)
+    case.validate_response(response, checks=CHECKS, headers=headers)

@@ -8,7 +8,6 @@ from flask.views import MethodView
 from batchsvc import __version__, build_id
 from batchsvc.api import docs
 from batchsvc.api.access import Blueprint, current_principal
-from batchsvc.api.errors import odsl_error
 from batchsvc.api.http import (
     check_source,
     json_response,
@@ -19,13 +18,13 @@ from batchsvc.api.http import (
     scope,
     services,
     settings,
+    summary_response,
 )
 from batchsvc.api.schemas import BatchSummarySchema, BuildInfoSchema
 from batchsvc.core import summaries
-from batchsvc.core.batches import REJECTED, REPLAYED, apply_batch, read_batch_request
+from batchsvc.core.batches import apply_batch, read_batch_request
 from batchsvc.core.identity import READ, WRITE
 from batchsvc.core.queries import parse_list_query
-from batchsvc.core.summaries import WARNING
 
 blp = Blueprint("batch", __name__, url_prefix="/api/batch", description="Submit batches and manage their summaries")
 
@@ -46,15 +45,7 @@ def submit():
         max_elements=config.max_elements,
         attempts=config.retry_attempts,
     )
-    summary = outcome.summary
-    if outcome.kind == REPLAYED:
-        return json_response(summary, 200)
-    if outcome.kind == REJECTED:
-        return json_response(summary, 422, odsl_error(422, summary["message"]))
-    headers = {"Location": f"/api/batch/v1/{batch.id}"}
-    if summary["status"] == WARNING:
-        headers["x-odsl-failures"] = str(len(summary["summary"]["failures"]))
-    return json_response(summary, 201, headers)
+    return summary_response(outcome)
 
 
 def _list(source: str):

@@ -19,6 +19,7 @@ from batchsvc.core.summaries import SUMMARY_FIELDS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 SUMMARY = {"$ref": "#/components/schemas/BatchSummary"}
+STORED_OBJECT = {"$ref": "#/components/schemas/StoredObject"}
 
 
 # Every non-2xx carries it (SPEC §7): the SDKs print it.
@@ -190,6 +191,60 @@ OBJECT_LIST = {
         "200": {"description": "OK", "headers": _LIST_HEADERS},
         "400": _error("Invalid list parameters"),
     },
+}
+_WRITE_FLAGS = [
+    {
+        "in": "query",
+        "name": "_replace",
+        "schema": {"type": "boolean"},
+        "description": "every object replaces its stored one instead of merging into it",
+    },
+    {"in": "query", "name": "_atomic", "schema": {"type": "boolean"}, "description": "all-or-nothing (arrays)"},
+    {"in": "query", "name": "_reason", "schema": {"type": "string", "maxLength": MAX_TEXT_LENGTH}},
+]
+OBJECT_WRITE = {
+    "description": "Body: one object with `_id`, or an array of them, applied exactly as a batch of those "
+    'elements (merge, `_replace`, typed data, `#` ids for batch.admin) with service "object" and a new '
+    "batch id; every call is a new write (no idempotency). Parsed as JSON whatever the Content-Type. "
+    "One object answers the object as stored (201, Location: its URL) or a 422 error naming what is wrong "
+    "with it; an array answers the batch summary (201, or 422 when nothing could be written).",
+    "parameters": [ENVIRONMENT, *_WRITE_FLAGS],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"anyOf": [ELEMENT_DOC, {"type": "array", "minItems": 1, "items": ELEMENT_DOC}]}
+            }
+        },
+    },
+    "responses": {
+        "201": {
+            "description": "Written: the object as stored (one object), or the batch summary (an array; a "
+            "`warning` also says how many elements failed)",
+            "headers": {
+                "Location": {
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "the object's URL (one object) or the summary's (an array)",
+                },
+                "x-odsl-failures": {"schema": {"type": "integer"}, "description": "failed elements (warning)"},
+            },
+            "content": {"application/json": {"schema": {"anyOf": [STORED_OBJECT, SUMMARY]}}},
+        },
+        "400": _error("Invalid body or parameters"),
+        "413": _error("Body or element count over the limit"),
+        "422": {
+            "description": "Nothing was written: an error naming what is wrong with the object (one object), "
+            "or the stored summary (an array)",
+            "headers": ODSL_ERROR_HEADER,
+            "content": {"application/json": {"schema": {"anyOf": [ERROR, SUMMARY]}}},
+        },
+    },
+}
+OBJECT_WRITE_TO_SOURCE = {
+    **OBJECT_WRITE,
+    "description": OBJECT_WRITE["description"] + " The source admits only its own ids: private those without "
+    "`#`, public those with `#` (any other is an element failure), all both.",
 }
 OBJECT_GET = {
     "parameters": [ENVIRONMENT],

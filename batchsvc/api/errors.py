@@ -21,6 +21,7 @@ from batchsvc.core.errors import (
     NotFound,
     TooLarge,
     Unavailable,
+    Unprocessable,
 )
 from batchsvc.store import DATABASE_DOWN, as_unavailable
 
@@ -32,6 +33,7 @@ DOMAIN_STATUS = {
     NotFound: 404,
     Conflict: 409,
     TooLarge: 413,
+    Unprocessable: 422,
     Busy: 503,
     Unavailable: 503,
     NotConfigured: 503,

@@ -8,9 +8,12 @@ import zlib
 import orjson
 from flask import Response, current_app, request
 
+from batchsvc.api.errors import odsl_error
+from batchsvc.core.batches import REJECTED, REPLAYED, Outcome
 from batchsvc.core.documents import text_problem
 from batchsvc.core.errors import InvalidInput, TooLarge
 from batchsvc.core.identity import DEFAULT_ENVIRONMENT, ENVIRONMENT_PATTERN, SOURCES, Principal, Scope
+from batchsvc.core.summaries import WARNING
 
 ENVIRONMENT_HEADER = "x-odsl-environment"
 _ENVIRONMENT = re.compile(ENVIRONMENT_PATTERN)
@@ -83,6 +86,21 @@ def json_response(payload, status: int = 200, headers: dict | None = None) -> Re
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+def summary_response(outcome: Outcome, *, replay_status: int = 200) -> Response:
+    """What a submitted batch answers (SPEC §3.7): 201 + summary + Location when something was
+    written (a warning also says `x-odsl-failures`), 422 + the stored summary when nothing was;
+    a replay `replay_status` (200) + the stored summary."""
+    summary = outcome.summary
+    if outcome.kind == REJECTED:
+        return json_response(summary, 422, odsl_error(422, summary["message"]))
+    if outcome.kind == REPLAYED and replay_status != 201:
+        return json_response(summary, replay_status)
+    headers = {"Location": f"/api/batch/v1/{summary['_id']}"}
+    if summary["status"] == WARNING:
+        headers["x-odsl-failures"] = str(len(summary["summary"]["failures"]))
+    return json_response(summary, 201, headers)
 
 
 def list_response(total: int, items: list) -> Response:

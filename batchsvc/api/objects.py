@@ -1,18 +1,76 @@
-"""Object routes: list a source's objects and read one back as stored."""
+"""Object routes: write objects (the object service, SPEC §11), list a source's objects, read one back."""
 
 from __future__ import annotations
 
+from flask import request
 from flask.views import MethodView
 
 from batchsvc.api import docs
 from batchsvc.api.access import Blueprint, current_principal
-from batchsvc.api.http import check_source, json_response, list_response, query_params, reader
+from batchsvc.api.http import (
+    check_source,
+    json_response,
+    list_response,
+    query_params,
+    read_body,
+    reader,
+    scope,
+    services,
+    settings,
+    summary_response,
+)
 from batchsvc.api.schemas import StoredObjectSchema
 from batchsvc.core import objects
-from batchsvc.core.identity import READ
+from batchsvc.core.batches import REJECTED, apply_batch, object_write_failure, object_write_request
+from batchsvc.core.identity import READ, WRITE
 from batchsvc.core.queries import parse_list_query
 
-blp = Blueprint("object", __name__, url_prefix="/api/object", description="Read the objects batches wrote")
+blp = Blueprint("object", __name__, url_prefix="/api/object", description="Write objects and read them back")
+
+
+def write_objects(source: str):
+    """Apply one object or an array of them as a batch: the object back, or the batch's summary."""
+    caller = current_principal()
+    config = settings()
+    write = object_write_request(
+        read_body(config.max_body_bytes),
+        source=source,
+        replace=request.args.get("_replace"),
+        atomic=request.args.get("_atomic"),
+        reason=request.args.get("_reason"),
+    )
+    outcome = apply_batch(
+        services().store.batch_transaction(scope(caller)),
+        caller,
+        write.batch,
+        max_elements=config.max_elements,
+        attempts=config.retry_attempts,
+    )
+    # A replay here only means a retried commit had landed: this call's write, so 201 all the same.
+    if not write.single:
+        return summary_response(outcome, replay_status=201)
+    if outcome.kind == REJECTED:
+        raise object_write_failure(outcome.summary)
+    obj = objects.get_object(reader(caller), "all", write.target)
+    return json_response(obj, 201, {"Location": objects.object_location(obj["_id"])})
+
+
+@blp.route("")
+class ObjectService(MethodView):
+    @blp.requires(WRITE)
+    @blp.doc(**docs.OBJECT_WRITE)
+    def post(self):
+        """Write one object or an array of objects (the odsl SDK's update route)"""
+        return write_objects("all")
+
+
+@blp.route("/v1")
+class ObjectWrites(MethodView):
+    @blp.requires(WRITE)
+    @blp.doc(**docs.OBJECT_WRITE)
+    def post(self):
+        """Write one object or an array of objects"""
+        return write_objects("all")
 
 
 @blp.route("/v1/<source>", parameters=[docs.SOURCE])
@@ -26,6 +84,12 @@ class Objects(MethodView):
         query = parse_list_query(query_params())
         total, items = objects.list_objects(reader(caller), check_source(source), query)
         return list_response(total, items)
+
+    @blp.requires(WRITE)
+    @blp.doc(**docs.OBJECT_WRITE_TO_SOURCE)
+    def post(self, source):
+        """Write one object or an array of objects to a source (its ids only: private no '#', public '#')"""
+        return write_objects(check_source(source))
 
 
 @blp.route("/v1/<source>/<path:object_id>", parameters=[docs.SOURCE])

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from typing import Protocol
 
 from batchsvc.core.documents import MAX_DEPTH, check_shape, element_label, first_bad_element, loads
-from batchsvc.core.errors import Busy, Conflict, ConnectionLost, InvalidInput, Retryable, TooLarge
+from batchsvc.core.errors import Busy, Conflict, ConnectionLost, InvalidInput, Retryable, TooLarge, Unprocessable
 from batchsvc.core.identity import (
     BATCH_ID_PATTERN,
     BATCH_ID_RULE,
@@ -24,6 +24,7 @@ from batchsvc.core.identity import (
     Principal,
     Scope,
     is_public,
+    source_problem,
 )
 from batchsvc.core.objects import SERVER_FIELDS, ObjectWrite, PendingWrite, strip_server_fields
 from batchsvc.core.summaries import FAILED, Claimed, SummaryBuilder
@@ -39,6 +40,7 @@ from batchsvc.core.typed import (
 )
 
 DEFAULT_REASON = "Update Batch"
+OBJECT_SERVICE, OBJECT_REASON = "object", "Update Object"  # the summary of an object-service write (SPEC §11)
 
 CREATED, REPLAYED, REJECTED = "created", "replayed", "rejected"
 
@@ -59,6 +61,7 @@ class BatchRequest:
     history: bool | None = None
     replace: bool = False
     atomic: bool = False
+    source: str = "all"  # the objects it may write: those this source shows (object-service writes)
 
     @property
     def size(self) -> int:
@@ -130,21 +133,14 @@ def read_batch_request(
         body = {"elements": body}
     elif not isinstance(body, dict):
         raise InvalidInput("body must be a VarBatch object or a JSON array of elements")
-    problem = check_shape(body)
-    if problem:
-        found = first_bad_element(body, lambda element: check_shape(element, max_depth=MAX_DEPTH - 2))
-        raise InvalidInput(f"body has {problem}" + (f" (element #{found[0]})" if found else ""))
+    _check_shape(body)
     envelope = _envelope(body)
     replace_all, all_or_nothing = _flag("_replace", replace), _flag("_atomic", atomic)
-    reason = reason or envelope["reason"] or DEFAULT_REASON
-    if len(reason) > MAX_TEXT_LENGTH:
-        raise InvalidInput(f"_reason must be at most {MAX_TEXT_LENGTH} characters")
-    digest = hashlib.sha256(raw)
-    digest.update(f"\x1f{replace_all}\x1f{all_or_nothing}\x1f{reason}".encode())
+    reason = _reason(reason or envelope["reason"] or DEFAULT_REASON)
     return BatchRequest(
         id=envelope.get("id") or str(uuid.uuid4()),
         elements=body["elements"],
-        body_hash=digest.hexdigest(),
+        body_hash=_body_hash(raw, replace_all, all_or_nothing, reason),
         reason=reason,
         name=envelope["name"],
         service=envelope["service"],
@@ -155,6 +151,91 @@ def read_batch_request(
         replace=replace_all,
         atomic=all_or_nothing,
     )
+
+
+def _check_shape(body: dict) -> None:
+    problem = check_shape(body)
+    if problem:
+        found = first_bad_element(body, lambda element: check_shape(element, max_depth=MAX_DEPTH - 2))
+        raise InvalidInput(f"body has {problem}" + (f" (element #{found[0]})" if found else ""))
+
+
+def _reason(reason: str) -> str:
+    if len(reason) > MAX_TEXT_LENGTH:
+        raise InvalidInput(f"_reason must be at most {MAX_TEXT_LENGTH} characters")
+    return reason
+
+
+def _body_hash(raw: bytes, *flags) -> str:
+    digest = hashlib.sha256(raw)
+    digest.update("".join(f"\x1f{flag}" for flag in flags).encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ObjectWriteRequest:
+    """An object-service write (SPEC §11): the batch of its objects, and the one object a
+    single-object body writes (`target`; None for an array)."""
+
+    batch: BatchRequest
+    single: bool
+    target: str | None = None
+
+
+def object_write_request(
+    raw: bytes,
+    *,
+    source: str = "all",
+    replace: str | None = None,
+    atomic: str | None = None,
+    reason: str | None = None,
+) -> ObjectWriteRequest:
+    """The batch a body of the object service asks for: one object or an array of them, as the
+    elements of a batch with service "object", a generated id and the query flags as sent.
+
+    There is no envelope (an object's `name` or `reason` are its own properties) and no
+    idempotency: every call is a new write under a new id."""
+    body = loads(raw)
+    if isinstance(body, dict):
+        elements = [body]
+    elif isinstance(body, list) and body:
+        elements = body
+    elif isinstance(body, list):
+        raise InvalidInput("body must hold at least one object")
+    else:
+        raise InvalidInput("body must be an object (with _id) or a JSON array of objects")
+    _check_shape({"elements": elements})  # the depth a batch allows its elements
+    replace_all, all_or_nothing = _flag("_replace", replace), _flag("_atomic", atomic)
+    reason = _reason(reason or OBJECT_REASON)
+    batch = BatchRequest(
+        id=str(uuid.uuid4()),
+        elements=elements,
+        body_hash=_body_hash(raw, replace_all, all_or_nothing, reason, source),
+        reason=reason,
+        service=OBJECT_SERVICE,
+        replace=replace_all,
+        atomic=all_or_nothing,
+        source=source,
+    )
+    single = isinstance(body, dict)
+    return ObjectWriteRequest(batch, single, _target(body) if single else None)
+
+
+def _target(element: dict) -> str | None:
+    """The object an element writes: its `_id`, or for a top-level event the object of its list."""
+    if element.get("_type") == EVENT_TYPE:
+        target = element.get("event")
+        return target.rpartition(":")[0] if isinstance(target, str) else None
+    ident = element.get("_id")
+    return ident if isinstance(ident, str) else None
+
+
+def object_write_failure(summary: dict) -> Unprocessable:
+    """Why a single-object write wrote nothing, as the error it answers (its summary is stored)."""
+    failures = summary["summary"]["failures"]
+    label, reason = next(iter(failures.items()), (None, summary["message"]))
+    message = reason if label is None or label.startswith("#") else f"object {label[:64]!r}: {reason}"
+    return Unprocessable(message, errors={"failures": failures, "batch": summary["_id"]})
 
 
 class BatchStore(Protocol):
@@ -209,12 +290,18 @@ class Plan:
         return bool(self.events) or any(w.data for w in self.pending.values())
 
 
-def _event_element(index: int, element: dict, principal: Principal, builder: SummaryBuilder) -> EventElement | None:
+def _event_element(
+    index: int, element: dict, principal: Principal, source: str, builder: SummaryBuilder
+) -> EventElement | None:
     label = element_label(index, element)
     target = element.get("event")
     object_id, _, prop = target.rpartition(":") if isinstance(target, str) else ("", "", "")
     if not object_id or not prop or len(object_id) > MAX_ID_LENGTH:
         builder.fail(label, "event must be 'OBJECT:LIST' (the object id and its event-list property)")
+        return None
+    problem = source_problem(source, object_id)
+    if problem:
+        builder.fail(label, problem)
         return None
     if is_public(object_id) and not principal.is_admin:
         builder.fail(label, "only batch.admin may write public objects (ids starting with '#')")
@@ -237,13 +324,14 @@ def plan_elements(batch: BatchRequest, principal: Principal) -> Plan:
     pending: dict[str, PendingWrite] = {}
     events: list[EventElement] = []
     admin = principal.is_admin
+    restricted = batch.source != "all"
     for index, element in enumerate(batch.elements):
         if type(element) is not dict:
             builder.fail(f"#{index}", f"element #{index} is not a JSON object")
             continue
         kind = element.get("_type")
         if kind == EVENT_TYPE:
-            event = _event_element(index, element, principal, builder)
+            event = _event_element(index, element, principal, batch.source, builder)
             if event is not None:
                 events.append(event)
             continue
@@ -266,6 +354,10 @@ def plan_elements(batch: BatchRequest, principal: Principal) -> Plan:
         replace = element.get("_replace", False)
         if replace is not False and replace is not True:
             builder.fail(ident, "_replace must be true or false")
+            continue
+        problem = restricted and source_problem(batch.source, ident)
+        if problem:
+            builder.fail(ident, problem)
             continue
         if not admin and is_public(ident):
             builder.fail(ident, "only batch.admin may write public objects (ids starting with '#')")

@@ -32,6 +32,10 @@ class Forbidden(DomainError):
     """The caller is known but lacks the right for this action."""
 
 
+class Unprocessable(DomainError):
+    """The request was understood but what it asks for could not be written (an invalid object)."""
+
+
 class Busy(DomainError):
     """The database kept refusing the transaction (deadlocks, lock timeouts); retry later."""
 

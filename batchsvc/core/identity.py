@@ -53,3 +53,13 @@ def is_public(object_id: str) -> bool:
 def visible(source: str, object_id: str) -> bool:
     """Whether `source` (private, public or all) shows the object `object_id`."""
     return source == "all" or (source == "public") == is_public(object_id)
+
+
+def source_problem(source: str, object_id: str) -> str | None:
+    """Why writing `object_id` through `source` is refused, or None: a write may only touch
+    what that source shows (private ids without '#', public ids with '#', all both)."""
+    if visible(source, object_id):
+        return None
+    if is_public(object_id):
+        return f"a public id (starting with '#') cannot be written to source {source}: use public or all"
+    return f"a private id (not starting with '#') cannot be written to source {source}: use private or all"

@@ -92,13 +92,27 @@ def render(obj: StoredRecord) -> dict:
     out["_timestamp"] = iso(obj.updated)
     out["_user"] = obj.user
     out["_batch"] = obj.batch
-    source = "public" if is_public(obj.id) else "private"
+    source = source_of(obj.id)
     for prop, value in doc.items():
         if is_data_header(value):
             route = "event" if value["_type"] == EVENT_LIST_TYPE else "data"
-            ref = quote(f"{obj.id}:{prop}", safe="/:")  # '#', '?', '%' … must not end the path
-            out[prop] = {**value, "_ref": f"/api/{route}/v1/{source}/{ref}"}
+            out[prop] = {**value, "_ref": f"/api/{route}/v1/{source}/{path_segment(f'{obj.id}:{prop}')}"}
     return out
+
+
+def source_of(object_id: str) -> str:
+    """The source an object belongs to: public for '#' ids, else private."""
+    return "public" if is_public(object_id) else "private"
+
+
+def path_segment(ident: str) -> str:
+    """An id as it goes into a route: '/' and ':' stay, '#', '?', '%' … are encoded so they cannot end the path."""
+    return quote(ident, safe="/:")
+
+
+def object_location(object_id: str) -> str:
+    """Where an object is read back: `/api/object/v1/{source}/{id}`."""
+    return f"/api/object/v1/{source_of(object_id)}/{path_segment(object_id)}"
 
 
 def get_object(reader, source: str, object_id: str) -> dict:
