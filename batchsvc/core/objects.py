@@ -92,13 +92,18 @@ def render(obj: StoredRecord) -> dict:
     out["_timestamp"] = iso(obj.updated)
     out["_user"] = obj.user
     out["_batch"] = obj.batch
-    source = "public" if is_public(obj.id) else "private"
     for prop, value in doc.items():
         if is_data_header(value):
-            route = "event" if value["_type"] == EVENT_LIST_TYPE else "data"
-            ref = quote(f"{obj.id}:{prop}", safe="/:")  # '#', '?', '%' … must not end the path
-            out[prop] = {**value, "_ref": f"/api/{route}/v1/{source}/{ref}"}
+            out[prop] = {**value, "_ref": data_ref(obj.id, prop, value)}
     return out
+
+
+def data_ref(object_id: str, prop: str, header: dict) -> str:
+    """The route that reads a data property: its series, curve, matrix or event list."""
+    route = "event" if header["_type"] == EVENT_LIST_TYPE else "data"
+    source = "public" if is_public(object_id) else "private"
+    ref = quote(f"{object_id}:{prop}", safe="/:")  # '#', '?', '%' … must not end the path
+    return f"/api/{route}/v1/{source}/{ref}"
 
 
 def get_object(reader, source: str, object_id: str) -> dict:
