@@ -44,5 +44,13 @@ def test_readme_curl_examples_succeed_against_gunicorn(live_server):
     assert '"example":"property"' in out
     assert '"data":[{"time":"2021-07-02","value":49.8}]' in out
     assert '"tenor":"M02","value":56.3' in out
+    assert '"data":[{"time":"2021-07-01","value":51.2}]' in out  # between(…, Europe/Amsterdam)
+    assert (
+        '"_id":"PWR:fwd:M01","_type":"VarTimeSeries","tenor":"M01","data":[{"time":"2021-07-01","value":55.1},{"time":"2021-07-02","value":54.7}]'
+        in out
+    )
+    assert '"tenor":"M02","data":[{"time":"2021-07-02","value":56.0}]' in out
+    assert "x-total-count: 2" in out.lower() and '"_id":"PWR:fwd","_type":"VarCurve"' in out
+    assert '"_id":"o-2"' in out
     assert "204" in out
     assert '"_id":"PRICE-2"' in out and '"_batch":"load-' in out  # written by `batchsvc load`

@@ -389,7 +389,7 @@ def test_series_merge_over_batches_replace_and_range(client, db_url):
         "between(2021-07-01)",
         "between(2021-07-01,nope)",
         "between(2021-07-01,2021-07-02,2021-07-03)",
-        "2021-07-01",
+        "2021-07-01T25",
         "",
     ],
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from batchsvc.api.schemas import ELEMENT_DOC
-from batchsvc.core.data import EVENT_FIELDS
+from batchsvc.core.data import DATA_SORTABLE, EVENT_FIELDS
 from batchsvc.core.identity import (
     BATCH_ID_PATTERN,
     BATCH_ID_RULE,
@@ -15,6 +15,7 @@ from batchsvc.core.identity import (
     SOURCES,
 )
 from batchsvc.core.objects import OBJECT_SORTABLE
+from batchsvc.core.periods import RANGE_FORMS
 from batchsvc.core.summaries import SUMMARY_FIELDS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -250,16 +251,45 @@ OBJECT_GET = {
     "parameters": [ENVIRONMENT],
     "responses": {"400": _error("Invalid source"), "404": _error("No such object")},
 }
+_OBJECTS = {"type": "array", "items": {"type": "object"}}
+_RANGE = {
+    "in": "query",
+    "name": "_range",
+    "schema": {"type": "string"},
+    "description": f"Which observations (or, for a tenor, which curve dates): {RANGE_FORMS}. A partial date "
+    "stands for its whole period; between includes all of d2's period; partial dates are read in tz, else the "
+    "series' timezone, else UTC. Send '+' of an offset as %2B. A _range that cannot be read is 400.",
+}
+DATA_LIST = {
+    "description": "The data properties (series, curves, matrices, event lists) of the source's objects as "
+    "headers: _id OBJ:PROP, _type, the header fields and _ref, no observations. Paged (x-total-count); any "
+    "other plain parameter filters a header field (or _id, _type) by exact match or a function; default "
+    "order _id.",
+    "parameters": [ENVIRONMENT, *list_params(DATA_SORTABLE)],
+    "responses": {
+        "200": {
+            "description": "A page of data headers",
+            "headers": _LIST_HEADERS,
+            "content": {"application/json": {"schema": _OBJECTS}},
+        },
+        "400": _error("Invalid list parameters"),
+    },
+}
 DATA_GET = {
     "description": "OBJ:PROP returns a series with its observations (or the latest curve/matrix of a curve or "
-    "matrix property); OBJ:PROP:YYYY-MM-DD returns that date's curve or matrix.",
+    "matrix property); OBJ:PROP:YYYY-MM-DD returns that date's curve or matrix; OBJ:PROP:TENOR (a last "
+    "segment that is not a date, e.g. M01 or 2025Q1), or OBJ:PROP?tenor=TENOR, returns that tenor's history "
+    "on a curve as a VarTimeSeries (time = curve date, value = the contract's value). Object ids may "
+    "contain ':'.",
     "parameters": [
         ENVIRONMENT,
+        _RANGE,
         {
             "in": "query",
-            "name": "_range",
+            "name": "tenor",
             "schema": {"type": "string"},
-            "description": "last(n), from(date) or between(date1,date2)",
+            "description": "a curve property's tenor (e.g. M01): its history across curve dates; 404 when the "
+            "property is not a curve",
         },
     ],
     "responses": {
@@ -269,12 +299,37 @@ DATA_GET = {
     },
 }
 EVENT_LIST = {
+    "description": "OBJ:LIST returns the events of that list (paged, x-total-count); OBJ:LIST:EVENTID returns "
+    "one event. When OBJ:LIST names no event list, the last segments are read as LIST:EVENTID.",
     "parameters": [ENVIRONMENT, *list_params(EVENT_FIELDS)],
+    "responses": {
+        "200": {
+            "description": "A page of events, or one event",
+            "headers": _LIST_HEADERS,
+            "content": {"application/json": {"schema": {"oneOf": [_OBJECTS, {"type": "object"}]}}},
+        },
+        "400": _error("Invalid list parameters"),
+        "404": _error("No such event list or event"),
+    },
+}
+EVENT_QUERY = {
+    "description": "The events of the event list ?event=OBJ:LIST (paged, x-total-count; _sort=eventtime).",
+    "parameters": [
+        ENVIRONMENT,
+        {
+            "in": "query",
+            "name": "event",
+            "required": True,
+            "schema": {"type": "string"},
+            "description": "the event list, OBJ:LIST",
+        },
+        *list_params(EVENT_FIELDS),
+    ],
     "responses": {
         "200": {
             "description": "A page of events",
             "headers": _LIST_HEADERS,
-            "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}},
+            "content": {"application/json": {"schema": _OBJECTS}},
         },
         "400": _error("Invalid list parameters"),
         "404": _error("No such event list"),

@@ -1,30 +1,26 @@
-"""Reading typed data back: a series with a range, a curve or matrix by date, an event list."""
+"""Reading typed data back: series with a range, curves and matrices by date, tenor histories,
+the data list, event lists and single events."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 
 from batchsvc.core.errors import InvalidInput, NotFound
 from batchsvc.core.identity import visible
-from batchsvc.core.queries import DATETIME, TEXT, ListQuery, check_fields
-from batchsvc.core.times import parse_instant
+from batchsvc.core.objects import data_ref
+from batchsvc.core.periods import parse_range, series_zone
+from batchsvc.core.queries import DATETIME, SERVER_PARAMETERS, TEXT, ListQuery, check_fields
 from batchsvc.core.typed import CURVE_TYPES, EVENT_LIST_TYPE, MATRIX_TYPE, SERIES_TYPES
 
-_RANGE = re.compile(r"^(last|from|between)\((.*)\)$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_REF_RULE = "data id must be OBJECT:PROPERTY, OBJECT:PROPERTY:YYYY-MM-DD or OBJECT:PROPERTY:TENOR"
+MAX_TENOR_LENGTH = 64
 # What event lists filter and sort by.
 EVENT_FIELDS = {"_id": TEXT, "eventtime": DATETIME, "eventtype": TEXT}
-
-
-@dataclass(frozen=True)
-class TimeRange:
-    """Which observations a `_range` asks for: within [start, end], or the newest `last`."""
-
-    start: datetime | None = None
-    end: datetime | None = None
-    last: int | None = None
+# What the data list sorts by; it filters by these and by any other header field, as text.
+DATA_SORTABLE = {"_id": TEXT, "_type": TEXT, "name": TEXT}
+DATA_PARAMETERS = frozenset({"_range", "tenor"})
 
 
 def split_ref(ref: str) -> tuple[str, str, date | None]:
@@ -39,70 +35,151 @@ def split_ref(ref: str) -> tuple[str, str, date | None]:
         ref = head
     object_id, _, prop = ref.rpartition(":")
     if not object_id or not prop:
-        raise InvalidInput("data id must be OBJECT:PROPERTY or OBJECT:PROPERTY:YYYY-MM-DD")
+        raise InvalidInput(_REF_RULE)
     return object_id, prop, day
 
 
-def _instant(text: str) -> datetime:
-    try:
-        return parse_instant(text)
-    except ValueError:
-        raise InvalidInput(f"_range needs ISO-8601 dates, got {text[:40]!r}") from None
+def _split(ref: str) -> tuple[str, str] | None:
+    object_id, _, prop = ref.rpartition(":")
+    return (object_id, prop) if object_id and prop else None
 
 
-def parse_range(raw: str | None) -> TimeRange:
-    """`_range=last(n)|from(d)|between(d1,d2)`."""
-    if raw is None:
-        return TimeRange()
-    match = _RANGE.match(raw.strip())
-    if not match:
-        raise InvalidInput("_range must be last(n), from(date) or between(date1,date2)")
-    kind, args = match.group(1), [a.strip() for a in match.group(2).split(",")]
-    if kind == "last":
-        if len(args) != 1 or not args[0].isdigit() or not 1 <= int(args[0]) <= 1_000_000:
-            raise InvalidInput("last(n) needs a whole number n from 1 to 1000000")
-        return TimeRange(last=int(args[0]))
-    if kind == "from":
-        if len(args) != 1:
-            raise InvalidInput("from(date) takes one date")
-        return TimeRange(start=_instant(args[0]))
-    if len(args) != 2:
-        raise InvalidInput("between(date1,date2) takes two dates")
-    return TimeRange(start=_instant(args[0]), end=_instant(args[1]))
+def _prefixes(ref: str) -> list[str]:
+    """Every id `ref` could start with before a ':': the objects a reference may name."""
+    return [ref[:index] for index, char in enumerate(ref) if char == ":" and index]
 
 
-def _header(reader, source: str, object_id: str, prop: str) -> dict:
-    obj = reader.object(object_id)
-    header = obj.doc.get(prop) if obj is not None and visible(source, object_id) else None
-    if not isinstance(header, dict) or "_type" not in header:
-        raise NotFound(f"data {object_id}:{prop} not found")
-    return header
+class _Objects:
+    """The candidate objects of one reference, read in one query, as this source sees them."""
+
+    def __init__(self, reader, source: str, ref: str):
+        self.found = {obj.id: obj for obj in reader.objects(_prefixes(ref)) if visible(source, obj.id)}
+
+    def header(self, object_id: str, prop: str) -> dict | None:
+        obj = self.found.get(object_id)
+        header = obj.doc.get(prop) if obj is not None else None
+        return header if isinstance(header, dict) and "_type" in header else None
 
 
-def get_data(reader, source: str, ref: str, range_text: str | None = None) -> dict:
-    """A series with its observations, or a curve/matrix for a date (the latest without one)."""
-    object_id, prop, day = split_ref(ref)
-    header = _header(reader, source, object_id, prop)
-    kind = header.get("_type")
-    if kind in SERIES_TYPES and day is None:
-        span = parse_range(range_text)
-        points = reader.series_points(object_id, prop, start=span.start, end=span.end, last=span.last)
-        return {"_id": f"{object_id}:{prop}", **header, "data": points}
-    if kind in CURVE_TYPES or kind == MATRIX_TYPE:
-        what = "curve" if kind in CURVE_TYPES else "matrix"
-        found = reader.dated(what, object_id, prop, day)
-        if found is None:
-            raise NotFound(f"no {what} {ref} found")
-        ondate, doc = found
-        return {"_id": f"{object_id}:{prop}:{ondate.isoformat()}", **header, **doc}
+def _series(reader, object_id: str, prop: str, header: dict, range_text: str | None) -> dict:
+    span = parse_range(range_text, series_zone(header))
+    points = reader.series_points(object_id, prop, start=span.start, end=span.end, last=span.last)
+    return {"_id": f"{object_id}:{prop}", **header, "data": points}
+
+
+def _dated(reader, object_id: str, prop: str, header: dict, day: date | None) -> dict:
+    what = "curve" if header["_type"] in CURVE_TYPES else "matrix"
+    found = reader.dated(what, object_id, prop, day)
+    if found is None:
+        asked = f"{object_id}:{prop}" + (f":{day.isoformat()}" if day else "")
+        raise NotFound(f"no {what} {asked} found")
+    ondate, doc = found
+    return {"_id": f"{object_id}:{prop}:{ondate.isoformat()}", **header, **doc}
+
+
+def tenor_history(reader, object_id: str, prop: str, header: dict, tenor: str, range_text: str | None) -> dict:
+    """A curve's contract of one tenor across its curve dates, as a VarTimeSeries."""
+    if not tenor or len(tenor) > MAX_TENOR_LENGTH:
+        raise InvalidInput(f"tenor must be 1 to {MAX_TENOR_LENGTH} characters")
+    zone = series_zone(header)
+    span = parse_range(range_text, zone)
+    first, stop = span.dates(zone)
+    points = reader.tenor_points(object_id, prop, tenor, first=first, stop=stop, last=span.last)
+    meta = {k: v for k, v in header.items() if k != "_type"}
+    return {
+        "_id": f"{object_id}:{prop}:{tenor}",
+        "_type": "VarTimeSeries",
+        **meta,
+        "tenor": tenor,
+        "data": [{"time": day.isoformat(), "value": value} for day, value in points],
+    }
+
+
+def get_data(reader, source: str, ref: str, range_text: str | None = None, tenor: str | None = None) -> dict:
+    """What a data reference names: a series (with its `_range`), the curve or matrix of a date
+    (the latest without one), or a tenor's history (`OBJ:PROP:TENOR` or `?tenor=`).
+
+    Object ids may contain ':', so a reference is read the ways it can be, most specific first:
+    OBJ:PROP:DATE, then OBJ:PROP, then OBJ:PROP:TENOR."""
+    object_id, prop, day = split_ref(ref)  # 400 for what no reading can make sense of
+    objects = _Objects(reader, source, ref)
+    if day is not None:
+        header = objects.header(object_id, prop)
+        if header is not None and (header["_type"] in CURVE_TYPES or header["_type"] == MATRIX_TYPE):
+            if tenor is not None:
+                raise InvalidInput("tenor cannot be combined with a curve date; ask OBJ:PROP?tenor=TENOR")
+            return _dated(reader, object_id, prop, header, day)
+    whole = _split(ref)
+    header = objects.header(*whole) if whole else None
+    if header is not None:
+        kind = header["_type"]
+        if tenor is not None:
+            if kind not in CURVE_TYPES:
+                raise NotFound(f"data {ref} is not a curve: it has no tenors")
+            return tenor_history(reader, *whole, header, tenor, range_text)
+        if kind in SERIES_TYPES:
+            return _series(reader, *whole, header, range_text)
+        if kind in CURVE_TYPES or kind == MATRIX_TYPE:
+            return _dated(reader, *whole, header, None)
+    head, _, last = ref.rpartition(":")
+    parent = _split(head) if day is None else None
+    header = objects.header(*parent) if parent else None
+    if header is not None and header["_type"] in CURVE_TYPES:
+        if tenor is not None:
+            raise InvalidInput(f"tenor given twice: in the id ({last[:64]!r}) and as ?tenor=")
+        return tenor_history(reader, *parent, header, last, range_text)
     raise NotFound(f"data {ref} not found")
 
 
+def _event_list(objects: _Objects, ref: str) -> tuple[str, str] | None:
+    whole = _split(ref)
+    header = objects.header(*whole) if whole else None
+    return whole if header is not None and header["_type"] == EVENT_LIST_TYPE else None
+
+
 def list_events(reader, source: str, ref: str, query: ListQuery) -> tuple[int, list[dict]]:
-    object_id, _, prop = ref.rpartition(":")
-    if not object_id or not prop:
+    """The events of an event list OBJ:LIST (paged, filtered, sorted)."""
+    if _split(ref) is None:
         raise InvalidInput("event list id must be OBJECT:LIST")
-    if _header(reader, source, object_id, prop).get("_type") != EVENT_LIST_TYPE:
+    found = _event_list(_Objects(reader, source, ref), ref)
+    if found is None:
         raise NotFound(f"event list {ref} not found")
     check_fields(query, "events", sortable=EVENT_FIELDS, filterable=EVENT_FIELDS)
-    return reader.list_events(object_id, prop, query)
+    return reader.list_events(*found, query)
+
+
+def read_events(reader, source: str, ref: str, query: ListQuery) -> tuple[int, list[dict]] | dict:
+    """OBJ:LIST → (total, a page of its events); OBJ:LIST:EVENTID → that one event.
+
+    OBJ:LIST wins when it names an event list; otherwise the event id is what follows the
+    list, the object id the longest stored one before it (so either may contain ':')."""
+    if _split(ref) is None:
+        raise InvalidInput("event id must be OBJECT:LIST or OBJECT:LIST:EVENTID")
+    objects = _Objects(reader, source, ref)
+    found = _event_list(objects, ref)
+    if found is not None:
+        check_fields(query, "events", sortable=EVENT_FIELDS, filterable=EVENT_FIELDS)
+        return reader.list_events(*found, query)
+    parts = ref.split(":")
+    for cut in range(len(parts) - 2, 0, -1):
+        object_id, prop, event_id = ":".join(parts[:cut]), parts[cut], ":".join(parts[cut + 1 :])
+        header = objects.header(object_id, prop)
+        if header is not None and header["_type"] == EVENT_LIST_TYPE and event_id:
+            event = reader.event(object_id, prop, event_id)
+            if event is None:
+                raise NotFound(f"event {event_id[:64]!r} not found in event list {object_id}:{prop}")
+            return event
+    raise NotFound(f"event list or event {ref} not found")
+
+
+def list_data(reader, source: str, query: ListQuery) -> tuple[int, list[dict]]:
+    """The data properties of the source's objects, as headers with `_id` OBJ:PROP and a `_ref`."""
+    check_fields(query, "data", sortable=DATA_SORTABLE, filterable=None)
+    for condition in query.filters:
+        if condition.field in SERVER_PARAMETERS - {"_id", "_type"}:
+            raise InvalidInput(f"cannot filter data by {condition.field!r}; data headers have no server fields")
+    total, rows = reader.list_data(source, query)
+    return total, [
+        {"_id": f"{object_id}:{prop}", **header, "_ref": data_ref(object_id, prop, header)}
+        for object_id, prop, header in rows
+    ]

@@ -92,12 +92,16 @@ def render(obj: StoredRecord) -> dict:
     out["_timestamp"] = iso(obj.updated)
     out["_user"] = obj.user
     out["_batch"] = obj.batch
-    source = source_of(obj.id)
     for prop, value in doc.items():
         if is_data_header(value):
-            route = "event" if value["_type"] == EVENT_LIST_TYPE else "data"
-            out[prop] = {**value, "_ref": f"/api/{route}/v1/{source}/{path_segment(f'{obj.id}:{prop}')}"}
+            out[prop] = {**value, "_ref": data_ref(obj.id, prop, value)}
     return out
+
+
+def data_ref(object_id: str, prop: str, header: dict) -> str:
+    """The route that reads a data property: its series, curve, matrix or event list."""
+    route = "event" if header["_type"] == EVENT_LIST_TYPE else "data"
+    return f"/api/{route}/v1/{source_of(object_id)}/{path_segment(f'{object_id}:{prop}')}"
 
 
 def source_of(object_id: str) -> str:

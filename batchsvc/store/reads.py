@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Text, cast, column, delete, func, literal, select, true
+from sqlalchemy.dialects.postgresql import JSONB, JSONPATH
 from sqlalchemy.orm import Session
 
-from batchsvc.core.data import EVENT_FIELDS
+from batchsvc.core.data import DATA_SORTABLE, EVENT_FIELDS
 from batchsvc.core.identity import Scope
 from batchsvc.core.objects import DEFAULT_TYPE, OBJECT_FIELDS, OBJECT_SORTABLE
 from batchsvc.core.queries import INT, TEXT, ListQuery
 from batchsvc.core.summaries import SUMMARY_FIELDS
+from batchsvc.core.typed import DATA_TYPES
 from batchsvc.models import BatchSummary, Curve, Event, Matrix, SeriesPoint, StoredObject
 from batchsvc.store.lists import Field, apply_list_query, source_clause
 
@@ -53,6 +55,21 @@ _EVENT_COLUMNS = {"_id": Event.event_id, "eventtime": Event.eventtime, "eventtyp
 _EVENT_FIELDS = {name: Field(_EVENT_COLUMNS[name], kind) for name, kind in EVENT_FIELDS.items()}
 _DATED_MODELS = {"curve": Curve, "matrix": Matrix}
 
+# The data list: one row per property of an object whose value is a data header.
+_ENTRY = func.jsonb_each(StoredObject.doc).table_valued(column("key", Text), column("value", JSONB)).lateral("entry")
+_DATA_ID = StoredObject.id + literal(":") + _ENTRY.c.key
+
+
+def _data_field(name: str) -> Field:
+    """`_id` is OBJ:PROP; any other field is the header's, compared as text."""
+    return Field(_DATA_ID if name == "_id" else _ENTRY.c.value[name].astext, TEXT)
+
+
+_DATA_SORTABLE = {name: _data_field(name) for name in DATA_SORTABLE}
+_DATA_SEARCH = (_DATA_ID, _ENTRY.c.value["name"].astext, _ENTRY.c.value["description"].astext)
+# The first contract of a curve with the bound tenor (NULL when it has none).
+_CONTRACT_OF_TENOR = cast(literal("$.contracts[*] ? (@.tenor == $tenor)"), JSONPATH)
+
 
 class Reader:
     """The stored records of one tenant and environment, read on the request's session."""
@@ -72,6 +89,18 @@ class Reader:
     # objects
     def object(self, object_id: str) -> StoredObject | None:
         return self.session.get(StoredObject, (self.scope.tenant, self.scope.environment, object_id))
+
+    def objects(self, ids: list[str]) -> list[StoredObject]:
+        """The stored objects among `ids` (one query)."""
+        if not ids:
+            return []
+        return self.session.scalars(
+            select(StoredObject).where(
+                StoredObject.tenant == self.scope.tenant,
+                StoredObject.environment == self.scope.environment,
+                StoredObject.id.in_(ids),
+            )
+        ).all()
 
     def list_objects(self, source: str, query: ListQuery) -> tuple[int, list[StoredObject]]:
         base = select(StoredObject).where(
@@ -132,12 +161,12 @@ class Reader:
     def series_points(
         self, object_id: str, prop: str, *, start: datetime | None, end: datetime | None, last: int | None
     ) -> list[dict]:
-        """Observations in time order, within [start, end], or only the newest `last`."""
+        """Observations in time order, within [start, end), the newest `last` of them when given."""
         query = select(SeriesPoint.point).where(*self._keyed(SeriesPoint, object_id, prop))
         if start is not None:
             query = query.where(SeriesPoint.time >= start)
         if end is not None:
-            query = query.where(SeriesPoint.time <= end)
+            query = query.where(SeriesPoint.time < end)
         if last:
             return self.session.scalars(query.order_by(SeriesPoint.time.desc()).limit(last)).all()[::-1]
         return self.session.scalars(query.order_by(SeriesPoint.time)).all()
@@ -149,6 +178,64 @@ class Reader:
         query = query.where(model.ondate == day) if day else query.order_by(model.ondate.desc()).limit(1)
         row = self.session.scalars(query).first()
         return (row.ondate, row.doc) if row is not None else None
+
+    def tenor_points(
+        self, object_id: str, prop: str, tenor: str, *, first: date | None, stop: date | None, last: int | None
+    ) -> list[tuple[date, object]]:
+        """(curve date, value) of the contract with `tenor` on each curve date in [first, stop)
+        that has one, in date order; the newest `last` of them when given."""
+        hit = (
+            func.jsonb_path_query_first(Curve.doc, _CONTRACT_OF_TENOR, func.jsonb_build_object("tenor", tenor))
+            .table_valued(column("contract", JSONB))
+            .render_derived(name="hit")
+            .lateral("hit")
+        )
+        query = (
+            select(Curve.ondate, hit.c.contract["value"])
+            .select_from(Curve)
+            .join(hit, true())
+            .where(*self._keyed(Curve, object_id, prop), hit.c.contract.is_not(None))
+        )
+        if first is not None:
+            query = query.where(Curve.ondate >= first)
+        if stop is not None:
+            query = query.where(Curve.ondate < stop)
+        if last:
+            rows = self.session.execute(query.order_by(Curve.ondate.desc()).limit(last)).all()[::-1]
+        else:
+            rows = self.session.execute(query.order_by(Curve.ondate)).all()
+        return [(day, value) for day, value in rows]
+
+    def list_data(self, source: str, query: ListQuery) -> tuple[int, list[tuple[str, str, dict]]]:
+        """(object id, property, header) of every data property of the source's objects."""
+        row = func.jsonb_build_array(StoredObject.id, _ENTRY.c.key, _ENTRY.c.value, type_=JSONB)
+        base = (
+            select(row)
+            .select_from(StoredObject)
+            .join(_ENTRY, true())
+            .where(
+                StoredObject.tenant == self.scope.tenant,
+                StoredObject.environment == self.scope.environment,
+                source_clause(StoredObject.id, source),
+                func.jsonb_typeof(_ENTRY.c.value) == "object",
+                _ENTRY.c.value["_type"].astext.in_(sorted(DATA_TYPES)),
+            )
+        )
+        total, rows = apply_list_query(
+            self.session,
+            base,
+            query,
+            field_for=_data_field,
+            sortable=_DATA_SORTABLE,
+            search=_DATA_SEARCH,
+            default_sort=[(StoredObject.id, 1), (_ENTRY.c.key, 1)],
+        )
+        return total, [tuple(item) for item in rows]
+
+    def event(self, object_id: str, prop: str, event_id: str) -> dict | None:
+        return self.session.scalars(
+            select(Event.doc).where(*self._keyed(Event, object_id, prop), Event.event_id == event_id)
+        ).first()
 
     def list_events(self, object_id: str, prop: str, query: ListQuery) -> tuple[int, list[dict]]:
         total, rows = apply_list_query(
