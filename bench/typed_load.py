@@ -29,7 +29,7 @@ def day_batch(day: int) -> bytes:
         elements.append(
             {
                 "_id": f"NEM.{n:04d}",
-                "PRICE": {"_type": "VarTimeSeries", "calendar": "5min", "units": "AUD", "data": data},
+                "PRICE": {"_type": "VarTimeSeries", "calendar": "PT5M", "units": "AUD", "data": data},
             }
         )
     return orjson.dumps({"elements": elements})

@@ -473,7 +473,8 @@ def test_atomic_with_a_missing_event_object_writes_nothing():
         (
             {"_id": "bad", "close": {"_type": "VarTimeSeries", "data": [{"value": 1}]}},
             "bad",
-            "property 'close': observation #0 has no time",
+            "property 'close': observation #0 has no time; values without a time need a regular calendar "
+            "(DAILY, BUSINESS or an ISO-8601 duration such as PT5M, PT1H or P1D), this series has no calendar",
         ),
     ],
 )

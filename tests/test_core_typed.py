@@ -21,6 +21,10 @@ from batchsvc.core.typed import (
 )
 
 UTC = UTC
+NO_TIME_NO_CALENDAR = (
+    "property 'P': observation #0 has no time; values without a time need a regular calendar"
+    " (DAILY, BUSINESS or an ISO-8601 duration such as PT5M, PT1H or P1D), this series has no calendar"
+)
 
 
 # --- parse_time / parse_date ------------------------------------------------------------------------
@@ -185,8 +189,14 @@ def test_event_list():
     "doc, message",
     [
         ({"P": {"_type": "VarTimeSeries", "data": "x"}}, "property 'P': data must be an array of observations"),
-        ({"P": {"_type": "VarTimeSeries", "data": [1]}}, "property 'P': observation #0 is not an object"),
-        ({"P": {"_type": "VarTimeSeries", "data": [{"value": 1}]}}, "property 'P': observation #0 has no time"),
+        (
+            {"P": {"_type": "VarTimeSeries", "data": [1]}},
+            NO_TIME_NO_CALENDAR,
+        ),
+        (
+            {"P": {"_type": "VarTimeSeries", "data": [{"value": 1}]}},
+            NO_TIME_NO_CALENDAR,
+        ),
         (
             {"P": {"_type": "VarTimeSeries", "data": [{"time": "2021-07-01"}, {"time": "x"}]}},
             "property 'P': observation #1 time 'x' is not an ISO-8601 date or date-time",

@@ -106,7 +106,9 @@ def test_an_invalid_object_is_422_naming_the_problem_and_writes_nothing(client, 
 
     untimed = {"_type": "VarTimeSeries", "data": [{"time": "2024-01-05", "value": 1}, {"value": 2}]}
     body = assert_error(post(client, {"_id": "TS", "price": untimed}), 422)
-    assert body["message"] == "object 'TS': property 'price': observation #1 has no time"
+    assert body["message"].startswith(
+        "object 'TS': property 'price': observation #1 has no time; values without a time need"
+    )
     get_object(client, "BAD", status=404)
     get_object(client, "TS", status=404)
     assert db_rows(db_url, "SELECT count(*) FROM objects") == [(0,)]

@@ -52,5 +52,9 @@ def test_readme_curl_examples_succeed_against_gunicorn(live_server):
     assert '"tenor":"M02","data":[{"time":"2021-07-02","value":56.0}]' in out
     assert "x-total-count: 2" in out.lower() and '"_id":"PWR:fwd","_type":"VarCurve"' in out
     assert '"_id":"o-2"' in out
+    assert (
+        '"data":[{"time":"2022-11-04T00:00:00+00:00","value":12.5},{"time":"2022-11-07T00:00:00+00:00","value":12.6}]'
+        in out
+    )
     assert "204" in out
     assert '"_id":"PRICE-2"' in out and '"_batch":"load-' in out  # written by `batchsvc load`

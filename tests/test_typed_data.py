@@ -667,7 +667,7 @@ INVALID = {
     "observation-without-time": (
         {"_id": "BAD", "PRICE": {"_type": "VarTimeSeries", "data": [{"time": "2021-07-01", "value": 1}, {"value": 2}]}},
         "BAD",
-        "property 'PRICE': observation #1 has no time",
+        "property 'PRICE': observation #1 has no time; values without a time need a regular calendar (DAILY, BUSINESS or an ISO-8601 duration such as PT5M, PT1H or P1D), this series has no calendar",
     ),
     "unparseable-time": (
         {"_id": "BAD", "PRICE": {"_type": "VarTimeSeries", "data": [{"time": "2021-13-45", "value": 1}]}},
@@ -769,7 +769,7 @@ def test_other_invalid_shapes(client, db_url):
     failures = summary["summary"]["failures"]
     assert failures == {
         "B1": "property 'PRICE': data must be an array of observations",
-        "B2": "property 'PRICE': observation #0 is not an object",
+        "B2": "property 'PRICE': observation #0 has no time; values without a time need a regular calendar (DAILY, BUSINESS or an ISO-8601 duration such as PT5M, PT1H or P1D), this series has no calendar",
         "B3": "property 'FWD': curve date must be a date YYYY-MM-DD",
         "B4": "property 'FWD': contracts must be an array",
         "B5": "property 'VOLS': matrix has no ondate",

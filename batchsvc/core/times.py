@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 
-def parse_instant(text: str) -> datetime:
-    """An aware datetime from an ISO-8601 date or date-time ('Z' or an offset; naive = UTC).
+def parse_instant(text: str, zone: tzinfo = UTC) -> datetime:
+    """An aware datetime from an ISO-8601 date or date-time ('Z' or an offset; naive = a clock
+    time in `zone`, UTC unless told).
 
     Raises ValueError when `text` is not one; callers say where it came from."""
     moment = datetime.fromisoformat(text.strip())
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if moment.tzinfo:
+        return moment
+    return moment.replace(tzinfo=UTC) if zone is UTC else localize(moment, zone)
+
+
+def localize(naive: datetime, zone: tzinfo) -> datetime:
+    """A clock time in `zone`, resolved the way java.time does: a time repeated when the clocks
+    go back is the earlier one; a time skipped when they go forward moves on by the gap."""
+    # through UTC: astimezone() to a datetime's own zone would leave a skipped clock time as it is
+    return naive.replace(tzinfo=zone, fold=0).astimezone(UTC).astimezone(zone)
 
 
 def iso(moment: datetime) -> str:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
+from itertools import islice
 
+from batchsvc.core.calendars import REGULAR_CALENDARS, Calendar, CalendarError, calendar_named, zone_named
 from batchsvc.core.identity import MAX_ID_LENGTH
 from batchsvc.core.times import parse_instant
 
@@ -25,14 +28,14 @@ class InvalidData(ValueError):
 
 
 def parse_time(value, what: str) -> tuple[datetime, str]:
-    """An observation or event time: (UTC instant, its calendar date as written)."""
+    """An event time: (UTC instant, its calendar date as written)."""
     if not isinstance(value, str) or not value:
         raise InvalidData(f"{what} must be an ISO-8601 date or date-time string")
     try:
         moment = parse_instant(value)
-    except ValueError:
+        return moment.astimezone(UTC), moment.date().isoformat()
+    except (ValueError, OverflowError):  # an offset can push year 1 or 9999 out of range
         raise InvalidData(f"{what} {value[:40]!r} is not an ISO-8601 date or date-time") from None
-    return moment.astimezone(UTC), moment.date().isoformat()
 
 
 def parse_date(value, what: str) -> date:
@@ -93,22 +96,86 @@ def _header(value: dict) -> dict:
     return {k: v for k, v in value.items() if k not in _BULK_KEYS}
 
 
+def _series_time(value, zone: tzinfo, what: str) -> datetime:
+    """An observation time or a start: aware, naive times read in the series' zone."""
+    if not isinstance(value, str) or not value:
+        raise InvalidData(f"{what} must be an ISO-8601 date or date-time string")
+    try:
+        return parse_instant(value, zone)
+    except ValueError:
+        raise InvalidData(f"{what} {value[:40]!r} is not an ISO-8601 date or date-time") from None
+
+
+class _Positions:
+    """The times of a positional series: data[n] without its own time is at the n-th calendar time
+    from `start` (start itself when it is on the calendar, else the first calendar time after it)."""
+
+    def __init__(self, where: str, value: dict, calendar: Calendar, zone: tzinfo):
+        self.where, self.value, self.calendar, self.zone = where, value, calendar, zone
+        self._times: Iterator[datetime] | None = None
+        self._taken = 0  # calendar times consumed so far
+
+    def at(self, index: int) -> datetime:
+        if self._times is None:
+            self._times = self._start(index)
+        skip, self._taken = index - self._taken, index + 1
+        return next(self._times) if skip == 0 else next(islice(self._times, skip, None))
+
+    def _start(self, index: int) -> Iterator[datetime]:
+        lacks = f"{self.where}: observation #{index} has no time"
+        if not self.calendar.regular:
+            has = "no calendar" if self.value.get("calendar") is None else "calendar SPARSE"
+            raise InvalidData(
+                f"{lacks}; values without a time need a regular calendar ({REGULAR_CALENDARS}), this series has {has}"
+            )
+        if self.value.get("start") is None:
+            raise InvalidData(f"{lacks}; values without a time need the series' start")
+        start = _series_time(self.value["start"], self.zone, f"{self.where}: start")
+        return self.calendar.times_from(start, self.zone)
+
+
 def _series(prop: str, value: dict, data: DataWrites) -> dict:
+    """Observations `{time, value, …}` as sent, or positional values on the series' calendar (spec §6)."""
+    where = f"property {prop!r}"
     observations = value.get("data", [])
     if not isinstance(observations, list):
-        raise InvalidData(f"property {prop!r}: data must be an array of observations")
+        raise InvalidData(f"{where}: data must be an array of observations")
+    try:
+        zone = zone_named(value.get("timezone"))
+        calendar = calendar_named(value.get("calendar"))
+    except CalendarError as exc:
+        raise InvalidData(f"{where}: {exc}") from None
     replace = value.get("_replace") is True
     if replace:
         data.wipe_props.add(prop)
+    positions = _Positions(where, value, calendar, zone)
     for index, observation in enumerate(observations):
-        if not isinstance(observation, dict):
-            raise InvalidData(f"property {prop!r}: observation #{index} is not an object")
-        if "time" not in observation:
-            raise InvalidData(f"property {prop!r}: observation #{index} has no time")
-        instant, day = parse_time(observation["time"], f"property {prop!r}: observation #{index} time")
+        try:
+            moment, observation = _observation(where, index, observation, calendar, zone, positions)
+            instant, day = moment.astimezone(UTC), moment.astimezone(zone).date().isoformat()
+        except OverflowError:
+            raise InvalidData(f"{where}: observation #{index} falls outside the years 1 to 9999") from None
         data.points[(prop, instant)] = observation
         data.dates.append(("series", day, prop))
     return _header(value)
+
+
+def _observation(
+    where: str, index: int, observation, calendar: Calendar, zone: tzinfo, positions: _Positions
+) -> tuple[datetime, dict]:
+    """(its time, the observation to store): explicit ones as sent, positional ones with their time."""
+    is_object = isinstance(observation, dict)
+    if is_object and "time" in observation:
+        moment = _series_time(observation["time"], zone, f"{where}: observation #{index} time")
+        if calendar.regular and not calendar.aligned(moment, zone):
+            raise InvalidData(
+                f"[9001] {observation['time'][:40]} does not align with calendar {calendar.name}"
+                f" ({where}, observation #{index})"
+            )
+        return moment, observation
+    moment = positions.at(index)
+    stamp = moment.isoformat()
+    return moment, ({"time": stamp, **observation} if is_object else {"time": stamp, "value": observation})
 
 
 def _curve_date(prop: str, value: dict) -> date:
