@@ -19,7 +19,6 @@ blp = Blueprint("object", __name__, url_prefix="/api/object", description="Read 
 class Objects(MethodView):
     @blp.requires(READ)
     @blp.doc(**docs.OBJECT_LIST)
-    @blp.response(200, StoredObjectSchema(many=True))
     def get(self, source):
         """List objects of a source (private, public, all)"""
         caller = current_principal()

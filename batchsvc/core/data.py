@@ -8,7 +8,7 @@ from datetime import date, datetime
 
 from batchsvc.core.errors import InvalidInput, NotFound
 from batchsvc.core.identity import visible
-from batchsvc.core.queries import DATETIME, TEXT, ListQuery, check_fields
+from batchsvc.core.queries import DATETIME, TEXT, ListQuery, check_fields, shape
 from batchsvc.core.times import parse_instant
 from batchsvc.core.typed import CURVE_TYPES, EVENT_LIST_TYPE, MATRIX_TYPE, SERIES_TYPES
 
@@ -105,4 +105,5 @@ def list_events(reader, source: str, ref: str, query: ListQuery) -> tuple[int, l
     if _header(reader, source, object_id, prop).get("_type") != EVENT_LIST_TYPE:
         raise NotFound(f"event list {ref} not found")
     check_fields(query, "events", sortable=EVENT_FIELDS, filterable=EVENT_FIELDS)
-    return reader.list_events(object_id, prop, query)
+    total, events = reader.list_events(object_id, prop, query)
+    return total, shape(query, events)

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from batchsvc.core.errors import Forbidden, NotFound
 from batchsvc.core.identity import Principal, Scope
-from batchsvc.core.queries import DATETIME, INT, TEXT, ListQuery, check_fields
+from batchsvc.core.queries import DATETIME, INT, TEXT, ListQuery, check_fields, shape
 from batchsvc.core.times import iso
 
 SUCCESS, WARNING, FAILED = "success", "warning", "failed"
@@ -140,4 +140,4 @@ SUMMARY_FIELDS = {
 def list_summaries(reader, source: str, query: ListQuery) -> tuple[int, list[dict]]:
     check_fields(query, "summaries", sortable=SUMMARY_FIELDS, filterable=SUMMARY_FIELDS)
     total, rows = reader.list_summaries(source, query)
-    return total, [row.doc for row in rows]
+    return total, shape(query, [row.doc for row in rows])
