@@ -30,6 +30,9 @@ class BatchSummary(Base):
     __table_args__ = (
         Index("ix_batch_summaries_newest", "tenant", "environment", text("timestamp DESC"), "id"),
         Index(None, "tenant", "environment", "name"),
+        # The common list filters (status=…, user=…, or the same in `_filter`), newest first.
+        Index("ix_batch_summaries_status_newest", "tenant", "environment", "status", text("timestamp DESC"), "id"),
+        Index("ix_batch_summaries_user_newest", "tenant", "environment", "user", text("timestamp DESC"), "id"),
     )
 
 

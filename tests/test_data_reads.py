@@ -579,3 +579,28 @@ def test_sdk_reads(odsl_sdk, reads_server, db_url, capsys):
         assert isinstance(bad, str) and "ODSL error 400: [400]" in out and "between(d1,d2[,tz])" in out
     finally:
         truncate(db_url)
+
+
+def test_data_list_takes_filter_and_project(client):
+    body = {
+        "elements": [
+            {
+                "_id": "FP",
+                "spot": {"_type": "VarTimeSeries", "units": "EUR", "data": [{"time": "2024-01-01", "value": 1}]},
+                "fwd": {"_type": "VarCurve", "units": "USD", "ondate": "2024-01-01", "contracts": []},
+            }
+        ]
+    }
+    assert client.post("/api/batch/v1", json=body, headers=auth()).status_code == 201
+    curves = client.get(
+        "/api/data/v1/private", query_string={"_filter": '{"_type":"VarCurve"}'}, headers=auth()
+    ).get_json()
+    assert [item["_id"] for item in curves] == ["FP:fwd"]
+    euros = client.get(
+        "/api/data/v1/private",
+        query_string={"_filter": '{"units":{"$in":["EUR"]}}', "_project": "units"},
+        headers=auth(),
+    )
+    assert euros.headers["x-total-count"] == "1" and euros.get_json() == [{"_id": "FP:spot", "units": "EUR"}]
+    bad = client.get("/api/data/v1/private", query_string={"_filter": '{"units":{"$where":1}}'}, headers=auth())
+    assert bad.status_code == 400

@@ -57,4 +57,6 @@ def test_readme_curl_examples_succeed_against_gunicorn(live_server):
         in out
     )
     assert "204" in out
+    assert '[{"_id":"power-2021-07-01","name":"POWER_DAILY","status":"success","summary":{"failures":{}}}]' in out
+    assert '[{"_id":"o-1","eventtime":"2021-07-01T06:00:00Z","mw":400}]' in out  # _filter, _project
     assert '"_id":"PRICE-2"' in out and '"_batch":"load-' in out  # written by `batchsvc load`

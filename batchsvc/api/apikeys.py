@@ -57,7 +57,7 @@ def _now() -> datetime:
 
 def _paging() -> tuple[int, int]:
     query = parse_list_query(query_params())
-    if query.sort or query.search or query.filters:
+    if query.sort or query.search or query.filters or query.where or query.project:
         raise InvalidInput("API key lists take only _limit and _skip")
     return query.limit, query.skip
 

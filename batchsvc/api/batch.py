@@ -84,7 +84,6 @@ class BatchService(MethodView):
 class Batches(MethodView):
     @blp.requires(READ)
     @blp.doc(**docs.LIST)
-    @blp.response(200, BatchSummarySchema(many=True))
     def get(self):
         """List batch summaries"""
         return _list("all")

@@ -16,11 +16,21 @@ from batchsvc.core.identity import (
 )
 from batchsvc.core.objects import OBJECT_SORTABLE
 from batchsvc.core.periods import RANGE_FORMS
+from batchsvc.core.queries import (
+    FIELD_PATH_PATTERN,
+    MAX_FILTER_DEPTH,
+    MAX_FILTER_LENGTH,
+    MAX_IN_VALUES,
+    MAX_PROJECT_FIELDS,
+    MAX_REGEX_LENGTH,
+)
 from batchsvc.core.summaries import SUMMARY_FIELDS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 SUMMARY = {"$ref": "#/components/schemas/BatchSummary"}
 STORED_OBJECT = {"$ref": "#/components/schemas/StoredObject"}
+# What a list returns with `_project`: `_id` and the fields asked for.
+PROJECTED = {"type": "object", "required": ["_id"], "description": "with _project: _id and the named fields only"}
 
 
 # Every non-2xx carries it (SPEC §7): the SDKs print it.
@@ -71,8 +81,60 @@ BATCH_REF = {
 AUTH_ERRORS = {"401": _error("Missing or invalid credentials"), "403": _error("The caller lacks the role")}
 
 
+FILTER_DESCRIPTION = (
+    'A JSON object in MongoDB style, e.g. {"status":"warning","size":{"$gte":100}}. Keys are field paths, '
+    'dotted into nested properties ("loc.lat"). Operators: $eq $ne $gt $gte $lt $lte $in $nin $exists '
+    '$regex (with "$options":"i"), and $and $or $not. Values compare by JSON type: {"price":{"$gt":50}} '
+    'matches numbers above 50, never the string "60"; a $ne, $nin or $not also matches a missing field, '
+    "and null matches a missing field. Server fields with columns (timestamps, ids, names, status, user) compare "
+    "on them, timestamps as ISO-8601 instants. All of _filter and the plain filters must hold. "
+    f"At most {MAX_FILTER_DEPTH} levels of nesting, {MAX_IN_VALUES} values per $in/$nin, "
+    f"{MAX_REGEX_LENGTH} characters per $regex (a PostgreSQL regular expression), {MAX_FILTER_LENGTH} characters."
+)
+_COMPARABLE = {"oneOf": [{"type": "number"}, {"type": "string"}]}
+_ANY_VALUE = {"nullable": True, "oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}
+FIELD_CONDITION = {
+    "oneOf": [
+        _ANY_VALUE,
+        {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": False,
+            "properties": {
+                "$eq": _ANY_VALUE,
+                "$ne": _ANY_VALUE,
+                **{op: _COMPARABLE for op in ("$gt", "$gte", "$lt", "$lte")},
+                "$in": {"type": "array", "maxItems": MAX_IN_VALUES, "items": _ANY_VALUE},
+                "$nin": {"type": "array", "maxItems": MAX_IN_VALUES, "items": _ANY_VALUE},
+                "$exists": {"type": "boolean"},
+                "$regex": {"type": "string", "maxLength": MAX_REGEX_LENGTH},
+                "$options": {"type": "string", "enum": ["", "i"]},
+            },
+        },
+    ]
+}
+
+
+def filter_schema(fields) -> dict:
+    """`_filter`'s JSON: any field path (the list's own fields shown) to a value or operators."""
+    return {
+        "type": "object",
+        "properties": {
+            **{name: FIELD_CONDITION for name in sorted(fields)},
+            "$and": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+            "$or": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+            "$not": {"type": "object"},
+        },
+        "additionalProperties": FIELD_CONDITION,
+    }
+
+
+PROJECT_PATTERN = rf"^\s*{FIELD_PATH_PATTERN}\s*(,\s*{FIELD_PATH_PATTERN}\s*){{0,{MAX_PROJECT_FIELDS - 1}}}$"
+
+
 def list_params(sortable) -> list[dict]:
-    """Paging, search and a `_sort` whose documented pattern admits exactly the `sortable` fields."""
+    """Paging, search, a `_sort` whose documented pattern admits exactly the `sortable` fields,
+    `_filter` and `_project` (paging comes first: the API-key list takes only it)."""
     field = "(" + "|".join(re.escape(name) for name in sorted(sortable)) + ")"
     ws = r"[ \t\n\r]*"  # JSON's whitespace (no vertical tab or form feed inside the object form)
     item, pair = rf"-?{field}", rf'"{field}"{ws}:{ws}-?1'
@@ -91,7 +153,36 @@ def list_params(sortable) -> list[dict]:
             "description": f'field,-field or {{"field":1}}; fields: {", ".join(sorted(sortable))}',
         },
         {"in": "query", "name": "_search", "schema": {"type": "string"}, "description": "case-insensitive substring"},
+        {
+            "in": "query",
+            "name": "_filter",
+            "content": {
+                "application/json": {
+                    "schema": filter_schema(sortable),
+                    "examples": {
+                        "fields": {"value": {"status": "warning", "size": {"$gte": 100}}},
+                        "nested": {
+                            "value": {"$or": [{"loc.lat": {"$gt": 50}}, {"name": {"$regex": "^A", "$options": "i"}}]}
+                        },
+                        "types": {"value": {"MID_PRICE": {"$gt": 50}, "_id": {"$nin": ["a", "b"]}}},
+                    },
+                }
+            },
+            "description": FILTER_DESCRIPTION,
+        },
+        {
+            "in": "query",
+            "name": "_project",
+            "schema": {"type": "string", "pattern": PROJECT_PATTERN},
+            "description": f"comma-separated field paths to return (with _id), e.g. name,loc.lat; at most "
+            f"{MAX_PROJECT_FIELDS}; absent fields are left out",
+        },
     ]
+
+
+def list_of(item) -> dict:
+    """A page of `item`s, or of projections of them (`_project`)."""
+    return {"type": "array", "items": {"anyOf": [item, PROJECTED]}}
 
 
 _LIST_HEADERS = {"x-total-count": {"schema": {"type": "integer"}, "description": "number of matches"}}
@@ -155,22 +246,28 @@ SUBMIT_TO_SOURCE = {
 }
 LIST = {
     "description": "Paged (x-total-count header). Any other plain parameter filters by exact match; "
-    "gt(), gte(), lt(), lte(), range(a,b), in(a,b), ne() work on timestamp and size.",
+    "gt(), gte(), lt(), lte(), range(a,b), in(a,b), ne() work on timestamp and size. _filter takes a "
+    "MongoDB-style JSON filter, _project the fields to return.",
     "parameters": [ENVIRONMENT, *list_params(SUMMARY_FIELDS)],
     "responses": {
-        "200": {"description": "OK", "headers": _LIST_HEADERS},
+        "200": {
+            "description": "A page of summaries",
+            "headers": _LIST_HEADERS,
+            "content": {"application/json": {"schema": list_of(SUMMARY)}},
+        },
         "400": _error("Invalid list parameters"),
     },
 }
 LIST_OR_GET = {
     "description": "`private`, `public` or `all` list summaries (paged, filterable like the list route); "
-    f"any other value is a batch id and returns that summary. {_BATCH_ID_RULES}.",
+    f"any other value is a batch id and returns that summary (the list parameters are checked, not applied). "
+    f"{_BATCH_ID_RULES}.",
     "parameters": [ENVIRONMENT, *list_params(SUMMARY_FIELDS)],
     "responses": {
         "200": {
             "description": "A page of summaries, or one summary",
             "headers": _LIST_HEADERS,
-            "content": {"application/json": {"schema": {"oneOf": [{"type": "array", "items": SUMMARY}, SUMMARY]}}},
+            "content": {"application/json": {"schema": {"oneOf": [list_of(SUMMARY), SUMMARY]}}},
         },
         "400": _error("Invalid list parameters"),
         "404": _error("No such batch"),
@@ -186,10 +283,15 @@ DELETE = {
     "responses": {"400": _error("Invalid source"), "404": _error("No such batch")},
 }
 OBJECT_LIST = {
-    "description": "Paged (x-total-count header). Any other plain parameter filters a top-level property by exact match.",
+    "description": "Paged (x-total-count header). Any other plain parameter filters a top-level property by exact "
+    "match; _filter takes a MongoDB-style JSON filter on any (nested) property, _project the fields to return.",
     "parameters": [ENVIRONMENT, *list_params(OBJECT_SORTABLE)],
     "responses": {
-        "200": {"description": "OK", "headers": _LIST_HEADERS},
+        "200": {
+            "description": "A page of objects",
+            "headers": _LIST_HEADERS,
+            "content": {"application/json": {"schema": list_of(STORED_OBJECT)}},
+        },
         "400": _error("Invalid list parameters"),
     },
 }

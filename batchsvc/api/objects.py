@@ -77,7 +77,6 @@ class ObjectWrites(MethodView):
 class Objects(MethodView):
     @blp.requires(READ)
     @blp.doc(**docs.OBJECT_LIST)
-    @blp.response(200, StoredObjectSchema(many=True))
     def get(self, source):
         """List objects of a source (private, public, all)"""
         caller = current_principal()

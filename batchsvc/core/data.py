@@ -10,7 +10,7 @@ from batchsvc.core.errors import InvalidInput, NotFound
 from batchsvc.core.identity import visible
 from batchsvc.core.objects import data_ref
 from batchsvc.core.periods import parse_range, series_zone
-from batchsvc.core.queries import DATETIME, SERVER_PARAMETERS, TEXT, ListQuery, check_fields
+from batchsvc.core.queries import DATETIME, SERVER_PARAMETERS, TEXT, ListQuery, check_fields, shape
 from batchsvc.core.typed import CURVE_TYPES, EVENT_LIST_TYPE, MATRIX_TYPE, SERIES_TYPES
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -145,7 +145,8 @@ def list_events(reader, source: str, ref: str, query: ListQuery) -> tuple[int, l
     if found is None:
         raise NotFound(f"event list {ref} not found")
     check_fields(query, "events", sortable=EVENT_FIELDS, filterable=EVENT_FIELDS)
-    return reader.list_events(*found, query)
+    total, events = reader.list_events(*found, query)
+    return total, shape(query, events)
 
 
 def read_events(reader, source: str, ref: str, query: ListQuery) -> tuple[int, list[dict]] | dict:
@@ -159,7 +160,8 @@ def read_events(reader, source: str, ref: str, query: ListQuery) -> tuple[int, l
     found = _event_list(objects, ref)
     if found is not None:
         check_fields(query, "events", sortable=EVENT_FIELDS, filterable=EVENT_FIELDS)
-        return reader.list_events(*found, query)
+        total, events = reader.list_events(*found, query)
+        return total, shape(query, events)
     parts = ref.split(":")
     for cut in range(len(parts) - 2, 0, -1):
         object_id, prop, event_id = ":".join(parts[:cut]), parts[cut], ":".join(parts[cut + 1 :])
@@ -179,7 +181,8 @@ def list_data(reader, source: str, query: ListQuery) -> tuple[int, list[dict]]:
         if condition.field in SERVER_PARAMETERS - {"_id", "_type"}:
             raise InvalidInput(f"cannot filter data by {condition.field!r}; data headers have no server fields")
     total, rows = reader.list_data(source, query)
-    return total, [
+    headers = [
         {"_id": f"{object_id}:{prop}", **header, "_ref": data_ref(object_id, prop, header)}
         for object_id, prop, header in rows
     ]
+    return total, shape(query, headers)

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from batchsvc.core.errors import NotFound
 from batchsvc.core.identity import is_public, visible
-from batchsvc.core.queries import DATETIME, INT, TEXT, ListQuery, check_fields
+from batchsvc.core.queries import DATETIME, INT, TEXT, ListQuery, check_fields, shape
 from batchsvc.core.times import iso
 from batchsvc.core.typed import EVENT_LIST_TYPE, DataWrites, is_data_header, merge_headers
 
@@ -129,4 +129,4 @@ def get_object(reader, source: str, object_id: str) -> dict:
 def list_objects(reader, source: str, query: ListQuery) -> tuple[int, list[dict]]:
     check_fields(query, "objects", sortable=OBJECT_SORTABLE, filterable=None)
     total, rows = reader.list_objects(source, query)
-    return total, [render(obj) for obj in rows]
+    return total, shape(query, [render(obj) for obj in rows])

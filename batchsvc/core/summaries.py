@@ -8,7 +8,7 @@ from datetime import datetime
 
 from batchsvc.core.errors import Forbidden, NotFound
 from batchsvc.core.identity import Principal, Scope
-from batchsvc.core.queries import DATETIME, INT, TEXT, ListQuery, check_fields
+from batchsvc.core.queries import DATETIME, INT, TEXT, ListQuery, check_fields, shape
 from batchsvc.core.times import iso
 
 SUCCESS, WARNING, FAILED = "success", "warning", "failed"
@@ -145,4 +145,4 @@ def check_query(query: ListQuery) -> None:
 def list_summaries(reader, source: str, query: ListQuery) -> tuple[int, list[dict]]:
     check_query(query)
     total, rows = reader.list_summaries(source, query)
-    return total, [row.doc for row in rows]
+    return total, shape(query, [row.doc for row in rows])

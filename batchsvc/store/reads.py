@@ -16,7 +16,7 @@ from batchsvc.core.queries import INT, TEXT, ListQuery
 from batchsvc.core.summaries import SUMMARY_FIELDS
 from batchsvc.core.typed import DATA_TYPES
 from batchsvc.models import BatchSummary, Curve, Event, Matrix, SeriesPoint, StoredObject
-from batchsvc.store.lists import Field, apply_list_query, source_clause
+from batchsvc.store.lists import Documents, Field, apply_list_query, source_clause
 
 _OBJECT_COLUMNS = {
     "_id": StoredObject.id,
@@ -36,6 +36,7 @@ def _object_field(name: str) -> Field:
 
 
 _OBJECT_SORTABLE = {name: _object_field(name) for name in OBJECT_SORTABLE}
+_OBJECT_DOCUMENTS = Documents(StoredObject.doc, {name: _object_field(name) for name in OBJECT_FIELDS})
 _OBJECT_SEARCH = (StoredObject.id, StoredObject.doc["name"].astext, StoredObject.doc["description"].astext)
 assert set(OBJECT_FIELDS) <= set(_OBJECT_COLUMNS)
 
@@ -50,14 +51,26 @@ def _summary_field(name: str) -> Field:
 
 
 _SUMMARY_FIELDS = {name: _summary_field(name) for name in SUMMARY_FIELDS}
+# `_filter` compares these on their columns (the indexed ones among them); the rest of a
+# summary on its document, which holds every field as served.
+_SUMMARY_DOCUMENTS = Documents(
+    BatchSummary.doc,
+    {
+        **{name: _SUMMARY_FIELDS[name] for name in ("_id", "timestamp", "user", "status", "source")},
+        "name": Field(BatchSummary.name, TEXT, nullable=True),
+    },
+)
 _SUMMARY_SEARCH = tuple(BatchSummary.doc[name].astext for name in ("name", "service", "reason", "message"))
 _EVENT_COLUMNS = {"_id": Event.event_id, "eventtime": Event.eventtime, "eventtype": Event.doc["eventtype"].astext}
 _EVENT_FIELDS = {name: Field(_EVENT_COLUMNS[name], kind) for name, kind in EVENT_FIELDS.items()}
+_EVENT_DOCUMENTS = Documents(Event.doc, {name: _EVENT_FIELDS[name] for name in ("_id", "eventtime")})
 _DATED_MODELS = {"curve": Curve, "matrix": Matrix}
 
 # The data list: one row per property of an object whose value is a data header.
 _ENTRY = func.jsonb_each(StoredObject.doc).table_valued(column("key", Text), column("value", JSONB)).lateral("entry")
 _DATA_ID = StoredObject.id + literal(":") + _ENTRY.c.key
+# `_filter` on the data list runs on each header; its `_id` is OBJ:PROP.
+_DATA_DOCUMENTS = Documents(_ENTRY.c.value, {"_id": Field(_DATA_ID, TEXT)})
 
 
 def _data_field(name: str) -> Field:
@@ -116,6 +129,7 @@ class Reader:
             sortable=_OBJECT_SORTABLE,
             search=_OBJECT_SEARCH,
             default_sort=[(StoredObject.updated, -1), (StoredObject.id, 1)],
+            documents=_OBJECT_DOCUMENTS,
         )
 
     # summaries
@@ -139,6 +153,7 @@ class Reader:
             sortable=_SUMMARY_FIELDS,
             search=_SUMMARY_SEARCH,
             default_sort=[(BatchSummary.timestamp, -1), (BatchSummary.id, 1)],
+            documents=_SUMMARY_DOCUMENTS,
         )
 
     def delete_summary(self, batch_id: str, allow: Callable[[BatchSummary | None], None]) -> None:
@@ -229,6 +244,7 @@ class Reader:
             sortable=_DATA_SORTABLE,
             search=_DATA_SEARCH,
             default_sort=[(StoredObject.id, 1), (_ENTRY.c.key, 1)],
+            documents=_DATA_DOCUMENTS,
         )
         return total, [tuple(item) for item in rows]
 
@@ -246,5 +262,6 @@ class Reader:
             sortable=_EVENT_FIELDS,
             search=(Event.event_id,),
             default_sort=[(Event.eventtime, -1), (Event.event_id, 1)],
+            documents=_EVENT_DOCUMENTS,
         )
         return total, [row.doc for row in rows]
