@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 DEV_SECRET = "batchsvc-development-secret-do-not-use-in-production"
+LOG_FORMATS = ("json", "text")
 
 
 class ConfigError(RuntimeError):
@@ -61,6 +62,10 @@ class Settings:
     db_pool_size: int = 10
     db_statement_timeout_ms: int = 600_000
     retry_attempts: int = 5
+    metrics_token: str | None = None
+    log_format: str = "json"
+    # Per-request metrics and the request log; only the benchmark's baseline turns them off.
+    observe_requests: bool = True
     instance_path: str = field(default="instance")
 
     @classmethod
@@ -82,6 +87,8 @@ class Settings:
             db_pool_size=_int(env, "BATCHSVC_DB_POOL_SIZE", cls.db_pool_size),
             db_statement_timeout_ms=_int(env, "BATCHSVC_DB_STATEMENT_TIMEOUT_MS", cls.db_statement_timeout_ms),
             retry_attempts=_int(env, "BATCHSVC_RETRY_ATTEMPTS", cls.retry_attempts),
+            metrics_token=env.get("BATCHSVC_METRICS_TOKEN") or None,
+            log_format=(env.get("BATCHSVC_LOG_FORMAT") or "json").strip().lower(),
         )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
@@ -103,6 +110,8 @@ class Settings:
                 "BATCHSVC_JWT_PUBLIC_KEY (RS256/ES256 PEM) or BATCHSVC_JWT_JWKS_URL; "
                 "or BATCHSVC_DEV=1 for development mode"
             )
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"BATCHSVC_LOG_FORMAT must be json or text, got {self.log_format!r}")
 
     def effective_secret(self) -> str | None:
         """The HS256 secret in force: the configured one, or the dev secret in dev mode."""

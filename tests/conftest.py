@@ -86,7 +86,7 @@ def free_port() -> int:
 class LiveServer:
     """A real gunicorn serving the app on loopback, for tests that need processes."""
 
-    def __init__(self, db_url: str, *, workers: int = 2, env: dict | None = None):
+    def __init__(self, db_url: str, *, workers: int = 2, env: dict | None = None, capture_stdout: bool = False):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -100,6 +100,12 @@ class LiveServer:
         self.process = None
         # The server's log goes to a file: a pipe nobody reads would block it once full.
         self.log_file = tempfile.NamedTemporaryFile(prefix="batchsvc-gunicorn-", suffix=".log", delete=False)
+        # stdout holds the request log (one line per request); kept only when a test reads it.
+        self.stdout_file = (
+            tempfile.NamedTemporaryFile(prefix="batchsvc-stdout-", suffix=".log", delete=False)
+            if capture_stdout
+            else None
+        )
 
     def start(self) -> LiveServer:
         self.process = subprocess.Popen(
@@ -109,13 +115,11 @@ class LiveServer:
                 "gunicorn",
                 "-c",
                 str(ROOT / "gunicorn.conf.py"),
-                "--access-logfile",
-                "/dev/null",
                 "wsgi:app",
             ],
             cwd=ROOT,
             env=self.env,
-            stdout=subprocess.DEVNULL,
+            stdout=self.stdout_file or subprocess.DEVNULL,
             stderr=self.log_file,
         )
         self.wait_ready()
@@ -125,6 +129,11 @@ class LiveServer:
         """What the server wrote to stderr so far (its error log)."""
         with open(self.log_file.name, errors="replace") as log:
             return log.read()
+
+    def stdout(self) -> str:
+        """What the server wrote to stdout so far (with capture_stdout=True): the request log."""
+        with open(self.stdout_file.name, errors="replace") as out:
+            return out.read()
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -151,9 +160,11 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self.log_file.close()
-        if os.path.exists(self.log_file.name):
-            os.unlink(self.log_file.name)
+        for file in (self.log_file, self.stdout_file):
+            if file is not None:
+                file.close()
+                if os.path.exists(file.name):
+                    os.unlink(file.name)
 
 
 @pytest.fixture(scope="session")

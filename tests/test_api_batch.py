@@ -50,7 +50,7 @@ def assert_error(response, status):
     """Every error is JSON {code,status,message,errors} with an x-odsl-error header."""
     assert response.status_code == status, response.get_data(as_text=True)
     body = response.get_json()
-    assert set(body) == {"code", "status", "message", "errors"}
+    assert set(body) == {"code", "status", "message", "errors", "requestId"}
     assert body["code"] == status
     assert isinstance(body["status"], str) and body["status"]
     assert isinstance(body["message"], str) and body["message"]

@@ -31,7 +31,7 @@ def ids(client, query, **kwargs):
 def assert_bad_request(response):
     assert response.status_code == 400, response.get_data(as_text=True)
     body = response.get_json()
-    assert set(body) == {"code", "status", "message", "errors"}
+    assert set(body) == {"code", "status", "message", "errors", "requestId"}
     assert body["code"] == 400 and body["message"]
     assert response.headers["x-odsl-error"].startswith("[400] ")
 

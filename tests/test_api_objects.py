@@ -33,7 +33,7 @@ def ids(client, source="private", query=""):
 
 def assert_error(response, status):
     assert response.status_code == status, response.get_data(as_text=True)
-    assert set(response.get_json()) == {"code", "status", "message", "errors"}
+    assert set(response.get_json()) == {"code", "status", "message", "errors", "requestId"}
     assert response.headers["x-odsl-error"].startswith(f"[{status}] ")
 
 

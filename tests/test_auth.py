@@ -62,7 +62,7 @@ def assert_unauthorized(response):
     assert response.status_code == 401, response.get_data(as_text=True)
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     body = response.get_json()
-    assert set(body) == {"code", "status", "message", "errors"} and body["code"] == 401
+    assert set(body) == {"code", "status", "message", "errors", "requestId"} and body["code"] == 401
     assert response.headers["x-odsl-error"].startswith("[401] ")
 
 

@@ -30,7 +30,7 @@ def assert_error(response, status: int, *fragments: str) -> dict:
     """The one error shape, the x-odsl-error header, and a message naming the problem."""
     assert response.status_code == status, (response.status_code, response.get_data(as_text=True)[:500])
     body = response.get_json()
-    assert set(body) == {"code", "status", "message", "errors"}
+    assert set(body) == {"code", "status", "message", "errors", "requestId"}
     assert body["code"] == status
     assert response.headers["x-odsl-error"].startswith(f"[{status}] ")
     for fragment in fragments:

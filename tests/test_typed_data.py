@@ -60,7 +60,7 @@ def get_object(client, object_id, *, source="private", status=200, headers=None)
 def assert_error(response, status):
     assert response.status_code == status, response.get_data(as_text=True)
     body = response.get_json()
-    assert set(body) == {"code", "status", "message", "errors"} and body["code"] == status
+    assert set(body) == {"code", "status", "message", "errors", "requestId"} and body["code"] == status
     assert response.headers["x-odsl-error"].startswith(f"[{status}] ")
     return body
 

@@ -9,7 +9,8 @@ from flask_smorest import Api
 
 from batchsvc.api import batch, data, health, objects
 from batchsvc.api.errors import register_error_handlers
-from batchsvc.api.schemas import VarBatchSchema
+from batchsvc.api.observe import init_observability
+from batchsvc.api.schemas import ErrorSchema, VarBatchSchema
 
 _MIN_GZIP_BYTES = 1024
 
@@ -28,13 +29,18 @@ def init_api(app: Flask) -> Api:
             "security": [{"bearer": []}],
         },
     )
-    api = Api(app)
+    api = _Api(app)
     api.spec.components.schema("VarBatch", schema=VarBatchSchema)
     for blueprint in (health.blp, batch.blp, objects.blp, data.blp, data.events_blp):
         api.register_blueprint(blueprint)
     register_error_handlers(app)
+    init_observability(app)  # before the gzip hook: after_request hooks run last-registered first
     app.after_request(_gzip_response)
     return api
+
+
+class _Api(Api):
+    ERROR_SCHEMA = ErrorSchema  # documents the error body's requestId
 
 
 def _gzip_response(response):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 
 from flask import request
@@ -11,7 +12,7 @@ from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
 from batchsvc import __version__, build_id
-from batchsvc.api import docs
+from batchsvc.api import docs, observe
 from batchsvc.api.http import (
     check_source,
     json_response,
@@ -100,6 +101,8 @@ def submit():
     where = scope(caller)
     config = settings()
     batch = _batch_request(read_body(config.max_body_bytes))
+    observe.note_batch_request(batch.id, batch.size)
+    started = time.perf_counter()
     outcome = apply_batch(
         services().database.transaction,
         where,
@@ -107,7 +110,9 @@ def submit():
         batch,
         max_elements=config.max_elements,
         attempts=config.retry_attempts,
+        on_retry=observe.count_retry,
     )
+    observe.note_batch(outcome, time.perf_counter() - started)
     if outcome.kind == CREATED:
         return json_response(outcome.summary, 201, {"Location": f"/api/batch/v1/{batch.id}"})
     return json_response(outcome.summary, 200 if outcome.kind == REPLAYED else 422)

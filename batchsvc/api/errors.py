@@ -7,11 +7,12 @@ from http import HTTPStatus
 
 import orjson
 import psycopg2
-from flask import Flask, Response
+from flask import Flask, Response, has_request_context
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from batchsvc.api.http import request_id
 from batchsvc.auth import AuthError
 from batchsvc.core.errors import Busy, Conflict, DomainError, Forbidden, InvalidInput, NotFound, TooLarge, Unavailable
 from batchsvc.db import ConnectionLost
@@ -30,9 +31,11 @@ DOMAIN_STATUS = {
 
 
 def error_response(status: int, message: str, errors: dict | None = None, headers: dict | None = None) -> Response:
-    """`{"code","status","message","errors"}` plus the `x-odsl-error` header the SDKs print."""
+    """`{"code","status","message","errors","requestId"}` plus the `x-odsl-error` header the SDKs print."""
     phrase = HTTPStatus(status).phrase
     body = {"code": status, "status": phrase, "message": message, "errors": errors or {}}
+    if has_request_context():
+        body["requestId"] = request_id()
     response = Response(orjson.dumps(body), status=status, mimetype="application/json")
     one_line = " ".join(message.split())[:1000].encode("latin-1", "replace").decode("latin-1")
     response.headers["x-odsl-error"] = f"[{status}] {one_line}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 import zlib
 
 import orjson
@@ -15,6 +16,8 @@ ENVIRONMENT_HEADER = "x-odsl-environment"
 DEFAULT_ENVIRONMENT = "production"
 _ENVIRONMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SOURCES = ("private", "public", "all")
+REQUEST_ID_HEADER = "X-Request-Id"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _CHUNK = 1 << 20
 
 
@@ -24,6 +27,15 @@ def settings():
 
 def services():
     return current_app.extensions["batchsvc"]
+
+
+def request_id() -> str:
+    """This request's id: the caller's X-Request-Id when it is 1-128 of A-Za-z0-9._:-, else a new UUID."""
+    rid = g.get("request_id")
+    if rid is None:
+        sent = request.headers.get(REQUEST_ID_HEADER, "")
+        rid = g.request_id = sent if _REQUEST_ID.fullmatch(sent) else str(uuid.uuid4())
+    return rid
 
 
 def principal(role: str) -> Principal:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import flask_smorest.error_handler
 from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate
 
 # OpenAPI shape of one element (§3): an object with a string _id; anything else is an element failure.
@@ -95,6 +96,12 @@ class BuildInfoSchema(Schema):
     release = fields.String(required=True)
     version = fields.String(required=True)
     build = fields.String(required=True)
+
+
+class ErrorSchema(flask_smorest.error_handler.ErrorSchema):
+    """Every non-2xx body (api/errors.py error_response)."""
+
+    requestId = fields.String(metadata={"description": "The request's id, as in the X-Request-Id header"})  # noqa: N815
 
 
 class HealthSchema(Schema):

@@ -40,7 +40,9 @@ from batchsvc.db import ConnectionLost
 
 DEFAULT_REASON = "Update Batch"
 # serialization_failure, deadlock_detected, lock_not_available: safe to retry the whole batch
-RETRYABLE_CODES = frozenset({"40001", "40P01", "55P03"})
+RETRY_CAUSES = {"40001": "serialization", "40P01": "deadlock", "55P03": "lock_timeout"}
+RETRYABLE_CODES = frozenset(RETRY_CAUSES)
+CONNECTION_LOST = "connection_lost"
 
 CREATED, REPLAYED, REJECTED = "created", "replayed", "rejected"
 
@@ -255,6 +257,7 @@ def apply_batch(
     max_elements: int,
     attempts: int = 5,
     clock: Callable[[], datetime] = utcnow,
+    on_retry: Callable[[str], None] | None = None,
 ) -> Outcome:
     """Apply a batch in one transaction, retried whole on deadlock, serialization failure or a lost connection.
 
@@ -262,7 +265,8 @@ def apply_batch(
     rolls back otherwise. Per-element work stays in set-based statements; a new plain batch
     costs two round trips (BEGIN + id lock + objects + summary, then COMMIT); one with data or
     events claims first and reads what it merges with (BEGIN + claim, the reads, all writes +
-    summary, COMMIT).
+    summary, COMMIT). `on_retry` hears the cause of each retry (a `RETRY_CAUSES` value or
+    `CONNECTION_LOST`), for metrics.
     """
     principal.require(WRITE)
     if batch.size > max_elements:
@@ -293,6 +297,8 @@ def apply_batch(
                     f"batch {batch.id!r} could not be applied: the database kept reporting conflicts; retry later",
                     retry_after=1,
                 ) from None
+            if on_retry is not None:
+                on_retry(CONNECTION_LOST if isinstance(exc, ConnectionLost) else RETRY_CAUSES[exc.pgcode])
             # Jittered exponential backoff: the competing transaction usually ends within ms.
             time.sleep(min(2.0, 0.02 * 2 ** (failures - 1)) * (0.5 + random.random()))
 
