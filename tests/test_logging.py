@@ -204,3 +204,23 @@ def test_every_error_body_carries_the_request_id(client):
         assert body["requestId"] == headers["X-Request-Id"] == response.headers["X-Request-Id"]
     response = client.get("/no/such/route", headers={"X-Request-Id": "bad id!"})
     assert response.get_json()["requestId"] == response.headers["X-Request-Id"] != "bad id!"
+
+
+def test_without_request_observation_requests_still_get_ids_and_answers(db_url, capsys):
+    """The benchmark's baseline (observe_requests off): same answers and ids, no log line, no metric."""
+    app = create_app({"database_url": db_url, "jwt_secret": SECRET, "observe_requests": False})
+    client = app.test_client()
+    counted = 'batchsvc_http_requests_total{method="GET",route="/api/batch",status="200"}'
+
+    def count() -> str:
+        return next((line for line in client.get("/metrics").get_data(as_text=True).splitlines() if line.startswith(counted)), "")  # fmt: skip
+
+    before = count()
+    capsys.readouterr()
+    response = client.get("/api/batch", headers={**auth(), "X-Request-Id": "quiet-1"})
+    assert response.status_code == 200 and response.get_json()["service"] == "batch"
+    assert response.headers["X-Request-Id"] == "quiet-1"
+    missing = client.get("/nope")
+    assert missing.status_code == 404 and missing.get_json()["requestId"] == missing.headers["X-Request-Id"]
+    assert "quiet-1" not in capsys.readouterr().out
+    assert count() == before

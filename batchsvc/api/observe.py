@@ -23,7 +23,7 @@ def init_observability(app: Flask) -> None:
         app.before_request(_start)
         app.after_request(_finish)
     else:
-        app.before_request(request_id)
+        app.before_request(_take_request_id)
         app.after_request(_echo_request_id)
 
 
@@ -31,6 +31,10 @@ def _start() -> None:
     g.request_started = time.perf_counter()
     request_id()
     metrics.start_pool_sampler()
+
+
+def _take_request_id() -> None:
+    request_id()  # a before_request hook must return None: a value would become the response
 
 
 def _echo_request_id(response):
