@@ -71,15 +71,26 @@ for _status in ("success", "warning", "failed"):
     BATCHES.labels(_status)
 
 
-def observe_request(method: str, route: str | None, status: int, seconds: float) -> None:
+def _child(metric, *labels):
+    """`metric.labels(*labels)`, remembered: labels() validates and locks, ~4 us a call."""
+    key = (metric, labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
+_children: dict = {}
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
     method = method if method in KNOWN_METHODS else "OTHER"
-    route = route or UNMATCHED_ROUTE
-    REQUESTS.labels(method, route, str(status)).inc()
-    REQUEST_DURATION.labels(method, route).observe(seconds)
+    _child(REQUESTS, method, route, str(status)).inc()
+    _child(REQUEST_DURATION, method, route).observe(seconds)
 
 
 def observe_batch(status: str, elements: int, seconds: float) -> None:
-    BATCHES.labels(status).inc()
+    _child(BATCHES, status).inc()
     BATCH_ELEMENTS.observe(elements)
     BATCH_DURATION.observe(seconds)
 
@@ -89,7 +100,7 @@ def observe_replay() -> None:
 
 
 def count_retry(cause: str) -> None:
-    DB_RETRIES.labels(cause).inc()
+    _child(DB_RETRIES, cause).inc()
 
 
 # --- pool connections in use ---------------------------------------------------------------

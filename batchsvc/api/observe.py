@@ -64,7 +64,10 @@ def _finish(response):
     batch = g.get("batch_log")
     if batch is not None:
         fields.update(batch)
-    _log.log(logging.ERROR if status >= 500 else logging.INFO, "request", extra=fields)
+    level = logging.ERROR if status >= 500 else logging.INFO
+    if _log.isEnabledFor(level):
+        # makeRecord + handle: Logger.log would also walk the stack for the caller's file and line.
+        _log.handle(_log.makeRecord(_log.name, level, __name__, 0, "request", (), None, extra=fields))
     return response
 
 
