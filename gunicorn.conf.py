@@ -48,10 +48,15 @@ logconfig_dict = {
 # Metrics of all workers (batchsvc/metrics.py): prometheus_client keeps each worker's values in
 # files of PROMETHEUS_MULTIPROC_DIR, which must be set before the workers import it. Without one
 # from the deploy, each master start gets a fresh directory of its own, removed at exit (the
-# marker survives the re-read of this file on a reload).
+# marker survives the re-read of this file on a reload), in memory (/dev/shm) where there is one:
+# the files are memory-mapped and written on every request, and on a disk the kernel would keep
+# writing their pages back.
 _OWNED_MARK = "BATCHSVC_OWNED_METRICS_DIR"
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[_OWNED_MARK] = tempfile.mkdtemp(prefix="batchsvc-metrics-")
+    _shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[_OWNED_MARK] = tempfile.mkdtemp(
+        prefix="batchsvc-metrics-", dir=_shm
+    )
 
 
 def _own_metrics_dir() -> bool:

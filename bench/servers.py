@@ -40,6 +40,13 @@ def child_pids(parent: int) -> list[int]:
     return sorted(children)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time `pid` has used so far, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def memory_kb(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM (peak resident set since the process started) of `pid`, in kB."""
     values = {}

@@ -157,8 +157,12 @@ def test_gunicorn_gets_a_fresh_metrics_directory_and_removes_it(db_url):
         text = requests.get(server.url + "/metrics", timeout=10).text
         assert value(samples(text), "batchsvc_http_requests_total", **healthz) == before + 1
         (worker,) = server.worker_pids()
-        pattern = os.path.join(tempfile.gettempdir(), "batchsvc-metrics-*", f"counter_{worker}.db")
-        (own,) = [os.path.dirname(path) for path in glob.glob(pattern)]
+        found = [
+            os.path.dirname(path)
+            for parent in ("/dev/shm", tempfile.gettempdir())
+            for path in glob.glob(os.path.join(parent, "batchsvc-metrics-*", f"counter_{worker}.db"))
+        ]
+        (own,) = found
     finally:
         server.stop()
     assert not os.path.exists(own)
