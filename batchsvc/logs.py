@@ -1,4 +1,4 @@
-"""Log lines on stdout, one JSON object (or one plain line) each, with the request id on every record."""
+"""Log lines, one JSON object (or one plain line) each, with the request id on every record."""
 
 from __future__ import annotations
 
@@ -88,30 +88,37 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-class StdoutHandler(logging.StreamHandler):
-    """A handler on whatever sys.stdout is when a record is written (pytest swaps it per test)."""
+class StandardStreamHandler(logging.StreamHandler):
+    """A handler on whatever sys.stdout (or sys.stderr) is when a record is written: pytest swaps them."""
+
+    def __init__(self, name: str):
+        self.stream_name = name
+        super().__init__()
 
     @property
     def stream(self):
-        return sys.stdout
+        return getattr(sys, self.stream_name)
 
     @stream.setter
     def stream(self, _value):
-        pass  # always sys.stdout
+        pass  # always the current sys.stdout / sys.stderr
 
 
 def configure_logging(log_format: str) -> None:
-    """Send the package's logs (request lines, errors with their stack trace) to stdout.
+    """Request lines (the access log) to stdout; the package's other records (warnings, errors
+    with their stack trace, the development-mode notice) to stderr, beside gunicorn's error log.
 
-    Idempotent: an app created again (tests) replaces the handler of the previous one.
+    Both in `log_format`, both stamped with the request id. Idempotent: an app created again
+    (tests) replaces the handlers of the previous one.
     """
-    logger = logging.getLogger(APP_LOGGER)
-    for handler in list(logger.handlers):
-        if isinstance(handler, StdoutHandler):
-            logger.removeHandler(handler)
-    handler = StdoutHandler()
-    handler.setFormatter(make_formatter(log_format))
-    handler.addFilter(RequestIdFilter())
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+    for name, stream in ((REQUEST_LOGGER, "stdout"), (APP_LOGGER, "stderr")):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if isinstance(handler, StandardStreamHandler):
+                logger.removeHandler(handler)
+        handler = StandardStreamHandler(stream)
+        handler.setFormatter(make_formatter(log_format))
+        handler.addFilter(RequestIdFilter())
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False

@@ -104,9 +104,9 @@ def test_every_request_is_one_json_line_found_by_its_request_id(logged_server):
 def test_gunicorns_own_lines_are_json_too(logged_server):
     lines = [json.loads(line) for line in logged_server.log().splitlines() if line.startswith("{")]
     assert any(line["logger"] == "gunicorn.error" and "Booting worker" in line["message"] for line in lines)
-    # gunicorn's access log is off: the request lines above are the access log, not doubled.
+    # gunicorn's access log is off: the request lines are the access log, not doubled.
     stdout = [json.loads(line) for line in logged_server.stdout().splitlines() if line.strip()]
-    assert {line["logger"] for line in stdout} <= {"batchsvc.request", "batchsvc"}
+    assert stdout and {line["logger"] for line in stdout} == {"batchsvc.request"}
 
 
 # --- in process: errors, text format, request ids -------------------------------------------------
@@ -129,8 +129,12 @@ def test_an_error_logs_its_stack_trace_with_the_request_id(db_url, capsys):
     assert response.status_code == 500
     assert response.get_json()["requestId"] == "boom-1" and response.headers["X-Request-Id"] == "boom-1"
     assert "something broke" not in response.get_data(as_text=True)  # no stack trace reaches the client
-    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in (captured.out + captured.err).splitlines() if line.startswith("{")]
     error = next(r for r in records if r["logger"] == "batchsvc.api.errors")
+    # Errors go to stderr (beside gunicorn's error log), request lines to stdout (the access log).
+    assert '"logger":"batchsvc.api.errors"' in captured.err and "batchsvc.api.errors" not in captured.out
+    assert '"logger":"batchsvc.request"' in captured.out
     assert error["request_id"] == "boom-1" and error["level"] == "ERROR"
     assert "Traceback" in error["exc_info"] and "RuntimeError: something broke inside" in error["exc_info"]
     request_line = next(r for r in records if r["logger"] == "batchsvc.request")
@@ -166,8 +170,8 @@ def test_text_format_puts_the_same_fields_on_one_plain_line(db_url, capsys):
         assert BODY_MARKER not in out and headers["Authorization"].split()[1] not in out
 
         assert client.get("/boom", headers={"X-Request-Id": "text-boom"}).status_code == 500
-        out = capsys.readouterr().out
-        assert "ERROR batchsvc.api.errors unhandled error request_id=text-boom\nTraceback" in out
+        err = capsys.readouterr().err
+        assert "ERROR batchsvc.api.errors unhandled error request_id=text-boom\nTraceback" in err
     finally:
         create_app({"database_url": db_url, "jwt_secret": SECRET})  # back to the default (json) logging
         cleanup(db_url)
