@@ -30,12 +30,17 @@ errorlog = "-"
 preload_app = False
 
 # gunicorn's error log (stderr) in the same format as the app's lines.
+_log_format = os.environ.get("BATCHSVC_LOG_FORMAT", "json")
+try:
+    from batchsvc.logs import make_formatter
+
+    make_formatter(_log_format)  # a wrong value stops the master with the reason, not dictConfig's
+except RuntimeError as exc:  # batchsvc.config.ConfigError
+    raise SystemExit(f"batchsvc: {exc}") from None
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "batchsvc": {"()": "batchsvc.logs.make_formatter", "log_format": os.environ.get("BATCHSVC_LOG_FORMAT", "json")}
-    },
+    "formatters": {"batchsvc": {"()": "batchsvc.logs.make_formatter", "log_format": _log_format}},
     "handlers": {
         "stderr": {"class": "logging.StreamHandler", "formatter": "batchsvc", "stream": "ext://sys.stderr"},
     },
