@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from datetime import UTC, datetime
+import threading
+import time
+import weakref
 
 import orjson
 from flask import g, has_request_context
@@ -14,26 +17,22 @@ from batchsvc.config import LOG_FORMATS, ConfigError
 
 APP_LOGGER = "batchsvc"  # the package's loggers, Flask's app.logger included, log through it
 REQUEST_LOGGER = "batchsvc.request"
-# The fields a request line may carry, in the order the text format writes them.
-FIELDS = (
-    "request_id",
-    "method",
-    "route",
-    "status",
-    "duration_ms",
-    "tenant",
-    "user",
-    "batch_id",
-    "batch_status",
-    "elements",
-    "elements_ok",
-    "elements_failed",
-    "replayed",
-)
+# A request line is a record with a `fields` dict (observe.py builds it, in the order written):
+# request_id, method, route, status, duration_ms, tenant, user, batch_id, batch_status,
+# elements, elements_ok, elements_failed, replayed. Other records may carry a `request_id`.
+FIELDS = "fields"
+
+_second: tuple[int, str] = (-1, "")
 
 
 def _timestamp(record: logging.LogRecord) -> str:
-    return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO 8601 UTC with milliseconds; the part up to the second is worked out once a second."""
+    global _second
+    second = int(record.created)
+    cached = _second
+    if cached[0] != second:
+        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{int(record.msecs):03d}Z"
 
 
 class JsonFormatter(OrjsonFormatter):
@@ -48,16 +47,30 @@ class JsonFormatter(OrjsonFormatter):
     def formatTime(self, record, datefmt=None):  # noqa: N802 - logging's name
         return _timestamp(record)
 
+    def add_fields(self, log_data: dict, record: logging.LogRecord, message_dict: dict) -> None:
+        """A request line's fields are known: taken as they are, without scanning the record."""
+        fields = record.__dict__.get(FIELDS)
+        if fields is None:
+            super().add_fields(log_data, record, message_dict)
+            return
+        log_data["time"] = record.asctime
+        log_data["level"] = record.levelname
+        log_data["logger"] = record.name
+        log_data["message"] = record.message
+        log_data.update(fields)
+        log_data.update(message_dict)  # exc_info, when there is one
+
 
 class TextFormatter(logging.Formatter):
     """`time level logger message key=value…`, the stack trace (if any) on the lines after."""
 
     def format(self, record: logging.LogRecord) -> str:
         parts = [_timestamp(record), record.levelname, record.name, record.getMessage()]
-        for name in FIELDS:
-            value = record.__dict__.get(name)
-            if value is not None:
-                parts.append(f"{name}={_plain(value)}")
+        fields = record.__dict__.get(FIELDS)
+        if fields is None:
+            request_id = record.__dict__.get("request_id")
+            fields = {"request_id": request_id} if request_id is not None else {}
+        parts.extend(f"{name}={_plain(value)}" for name, value in fields.items() if value is not None)
         line = " ".join(parts)
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
@@ -83,7 +96,7 @@ class RequestIdFilter(logging.Filter):
     """Stamps every record logged while a request is handled with that request's id."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if "request_id" not in record.__dict__ and has_request_context():
+        if "request_id" not in record.__dict__ and FIELDS not in record.__dict__ and has_request_context():
             record.request_id = g.get("request_id")
         return True
 
@@ -104,6 +117,52 @@ class StandardStreamHandler(logging.StreamHandler):
         pass  # always the current sys.stdout / sys.stderr
 
 
+class BufferedStreamHandler(StandardStreamHandler):
+    """Like nginx's `access_log ... buffer= flush=`: lines collect in the stream's buffer and
+    reach the file when it fills, at most FLUSH_SECONDS later, and at exit.
+
+    A flush per line would be a write system call per request, on which the request thread
+    lets go of the GIL and waits to get it back behind the other threads. The cost: a worker
+    killed with SIGKILL loses its last second of request lines (error records are not buffered).
+    """
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        _buffered.add(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record) + self.terminator)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+        if _flusher_pid != os.getpid():
+            _start_flusher()
+
+
+FLUSH_SECONDS = 1.0
+_buffered: weakref.WeakSet = weakref.WeakSet()
+_flusher_pid: int | None = None
+_flusher_lock = threading.Lock()
+
+
+def _start_flusher() -> None:
+    """One flushing thread per process, started by its first buffered line (threads do not survive a fork)."""
+    global _flusher_pid
+    with _flusher_lock:
+        if _flusher_pid != os.getpid():
+            _flusher_pid = os.getpid()
+            threading.Thread(target=_flush_now_and_then, name="batchsvc-log-flush", daemon=True).start()
+
+
+def _flush_now_and_then() -> None:
+    while True:
+        time.sleep(FLUSH_SECONDS)
+        for handler in list(_buffered):
+            handler.flush()
+
+
 def configure_logging(log_format: str) -> None:
     """Request lines (the access log) to stdout; the package's other records (warnings, errors
     with their stack trace, the development-mode notice) to stderr, beside gunicorn's error log.
@@ -116,7 +175,7 @@ def configure_logging(log_format: str) -> None:
         for handler in list(logger.handlers):
             if isinstance(handler, StandardStreamHandler):
                 logger.removeHandler(handler)
-        handler = StandardStreamHandler(stream)
+        handler = BufferedStreamHandler(stream) if stream == "stdout" else StandardStreamHandler(stream)
         handler.setFormatter(make_formatter(log_format))
         handler.addFilter(RequestIdFilter())
         logger.addHandler(handler)

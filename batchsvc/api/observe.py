@@ -10,7 +10,7 @@ from flask import Flask, g, request
 from batchsvc import metrics
 from batchsvc.api.http import REQUEST_ID_HEADER, request_id, settings
 from batchsvc.core.batches import REPLAYED, Outcome
-from batchsvc.logs import REQUEST_LOGGER
+from batchsvc.logs import FIELDS, REQUEST_LOGGER
 
 _log = logging.getLogger(REQUEST_LOGGER)
 
@@ -43,31 +43,33 @@ def _echo_request_id(response):
 
 
 def _finish(response):
-    rid = request_id()
+    # The request's objects once, not through the proxies on every access: this runs per request.
+    state, req = g._get_current_object(), request._get_current_object()
+    rid = state.get("request_id") or request_id()
     response.headers[REQUEST_ID_HEADER] = rid
-    seconds = time.perf_counter() - g.get("request_started", time.perf_counter())
-    rule = request.url_rule
+    seconds = time.perf_counter() - state.get("request_started", time.perf_counter())
+    rule = req.url_rule
     route = rule.rule if rule is not None else metrics.UNMATCHED_ROUTE
     status = response.status_code
-    metrics.observe_request(request.method, route, status, seconds)
+    metrics.observe_request(req.method, route, status, seconds)
     fields = {
         "request_id": rid,
-        "method": request.method,
+        "method": req.method,
         "route": route,
         "status": status,
         "duration_ms": round(seconds * 1000, 2),
     }
-    caller = g.get("principal")
+    caller = state.get("principal")
     if caller is not None:
         fields["tenant"] = caller.tenant
         fields["user"] = caller.user
-    batch = g.get("batch_log")
+    batch = state.get("batch_log")
     if batch is not None:
         fields.update(batch)
     level = logging.ERROR if status >= 500 else logging.INFO
     if _log.isEnabledFor(level):
         # makeRecord + handle: Logger.log would also walk the stack for the caller's file and line.
-        _log.handle(_log.makeRecord(_log.name, level, __name__, 0, "request", (), None, extra=fields))
+        _log.handle(_log.makeRecord(_log.name, level, __name__, 0, "request", (), None, extra={FIELDS: fields}))
     return response
 
 
