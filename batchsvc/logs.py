@@ -7,7 +7,7 @@ import os
 import sys
 import threading
 import time
-import weakref
+from queue import SimpleQueue
 
 import orjson
 from flask import g, has_request_context
@@ -117,50 +117,81 @@ class StandardStreamHandler(logging.StreamHandler):
         pass  # always the current sys.stdout / sys.stderr
 
 
-class BufferedStreamHandler(StandardStreamHandler):
-    """Like nginx's `access_log ... buffer= flush=`: lines collect in the stream's buffer and
-    reach the file when it fills, at most FLUSH_SECONDS later, and at exit.
+class QueuedStreamHandler(StandardStreamHandler):
+    """Request lines handed to a writer thread of their own, which formats and writes them.
 
-    A flush per line would be a write system call per request, on which the request thread
-    lets go of the GIL and waits to get it back behind the other threads. The cost: a worker
-    killed with SIGKILL loses its last second of request lines (error records are not buffered).
+    Writing in the request thread would hold the handler's lock across a write system call,
+    during which the thread lets go of the GIL and then waits for it behind the other request
+    threads, and so would every thread logging after it (a lock convoy). Here a request thread
+    only queues its record. The writer flushes whenever the queue runs empty: at once when the
+    service is quiet, one write for many lines under load. If stdout stops taking lines, up to
+    MAX_QUEUED wait and the rest are dropped and counted, rather than stalling requests.
     """
+
+    MAX_QUEUED = 100_000
 
     def __init__(self, name: str):
         super().__init__(name)
-        _buffered.add(self)
+        self._queue: SimpleQueue | None = None
+        self._pid: int | None = None
+        self._dropped = 0
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.stream.write(self.format(record) + self.terminator)
-        except RecursionError:
-            raise
-        except Exception:
-            self.handleError(record)
-        if _flusher_pid != os.getpid():
-            _start_flusher()
+        queue = self._queue if self._pid == os.getpid() else self._start()
+        if queue.qsize() >= self.MAX_QUEUED:
+            self._dropped += 1
+            return
+        queue.put(record)
+
+    def _start(self) -> SimpleQueue:
+        """A queue and writer per process (threads do not survive a fork), on the first line."""
+        with _start_lock:
+            if self._pid != os.getpid():
+                self._queue, self._pid = SimpleQueue(), os.getpid()
+                threading.Thread(target=self._write, args=(self._queue,), name="batchsvc-request-log", daemon=True).start()  # fmt: skip
+        return self._queue
+
+    def _write(self, queue: SimpleQueue) -> None:
+        while (item := queue.get()) is not _STOP:
+            if isinstance(item, threading.Event):  # flush() waits for the lines queued before it
+                self.stream.flush()
+                item.set()
+                continue
+            try:
+                self.stream.write(self.format(item) + self.terminator)
+                if queue.empty():
+                    self.stream.flush()
+            except Exception:
+                self.handleError(item)
+            if self._dropped:
+                dropped, self._dropped = self._dropped, 0
+                logging.getLogger(APP_LOGGER).warning("%d request log lines dropped: stdout did not keep up", dropped)
+        self.stream.flush()
+
+    def flush(self) -> None:
+        """Return once every line queued so far is written (tests, and logging's shutdown at exit)."""
+        if self._pid != os.getpid():
+            return
+        written = threading.Event()
+        self._queue.put(written)
+        written.wait(timeout=5)
+
+    def close(self) -> None:
+        if self._pid == os.getpid():
+            self.flush()
+            self._queue.put(_STOP)
+            self._pid = None
+        super().close()
 
 
-FLUSH_SECONDS = 1.0
-_buffered: weakref.WeakSet = weakref.WeakSet()
-_flusher_pid: int | None = None
-_flusher_lock = threading.Lock()
+_STOP = object()
+_start_lock = threading.Lock()
 
 
-def _start_flusher() -> None:
-    """One flushing thread per process, started by its first buffered line (threads do not survive a fork)."""
-    global _flusher_pid
-    with _flusher_lock:
-        if _flusher_pid != os.getpid():
-            _flusher_pid = os.getpid()
-            threading.Thread(target=_flush_now_and_then, name="batchsvc-log-flush", daemon=True).start()
-
-
-def _flush_now_and_then() -> None:
-    while True:
-        time.sleep(FLUSH_SECONDS)
-        for handler in list(_buffered):
-            handler.flush()
+def flush_request_log() -> None:
+    """Wait until the request lines logged so far are on stdout."""
+    for handler in logging.getLogger(REQUEST_LOGGER).handlers:
+        handler.flush()
 
 
 def configure_logging(log_format: str) -> None:
@@ -175,7 +206,8 @@ def configure_logging(log_format: str) -> None:
         for handler in list(logger.handlers):
             if isinstance(handler, StandardStreamHandler):
                 logger.removeHandler(handler)
-        handler = BufferedStreamHandler(stream) if stream == "stdout" else StandardStreamHandler(stream)
+                handler.close()
+        handler = QueuedStreamHandler(stream) if name == REQUEST_LOGGER else StandardStreamHandler(stream)
         handler.setFormatter(make_formatter(log_format))
         handler.addFilter(RequestIdFilter())
         logger.addHandler(handler)

@@ -12,10 +12,17 @@ import requests
 from conftest import SECRET, auth, db_rows, make_token, start_live_server
 
 from batchsvc import create_app
+from batchsvc.logs import flush_request_log
 
 TENANT = "tenant-logging"
 USER = "logger@example.com"
 BODY_MARKER = "body-text-that-must-never-be-logged"
+
+
+def logged(capsys):
+    """What the app wrote so far: request lines are written by a thread of their own, so wait for them."""
+    flush_request_log()
+    return capsys.readouterr()
 
 
 def cleanup(db_url: str) -> None:
@@ -124,12 +131,12 @@ def _boom_app(db_url, **config):
 
 def test_an_error_logs_its_stack_trace_with_the_request_id(db_url, capsys):
     client = _boom_app(db_url).test_client()
-    capsys.readouterr()
+    logged(capsys)
     response = client.get("/boom", headers={"X-Request-Id": "boom-1"})
     assert response.status_code == 500
     assert response.get_json()["requestId"] == "boom-1" and response.headers["X-Request-Id"] == "boom-1"
     assert "something broke" not in response.get_data(as_text=True)  # no stack trace reaches the client
-    captured = capsys.readouterr()
+    captured = logged(capsys)
     records = [json.loads(line) for line in (captured.out + captured.err).splitlines() if line.startswith("{")]
     error = next(r for r in records if r["logger"] == "batchsvc.api.errors")
     # Errors go to stderr (beside gunicorn's error log), request lines to stdout (the access log).
@@ -145,12 +152,12 @@ def test_an_error_logs_its_stack_trace_with_the_request_id(db_url, capsys):
 def test_text_format_puts_the_same_fields_on_one_plain_line(db_url, capsys):
     app = _boom_app(db_url, log_format="text")
     client = app.test_client()
-    capsys.readouterr()
+    logged(capsys)
     headers = {**auth(tenant=TENANT, user=USER), "X-Request-Id": "text-1", "Content-Type": "application/json"}
     body = orjson.dumps({"_id": "log-text", "elements": [{"_id": "T1", "note": BODY_MARKER}]})
     try:
         assert client.post("/api/batch/v1", data=body, headers=headers).status_code == 201
-        out = capsys.readouterr().out
+        out = logged(capsys).out
         (line,) = [line for line in out.splitlines() if "request_id=text-1" in line]
         assert line.split()[1:4] == ["INFO", "batchsvc.request", "request"]
         for field in (
@@ -170,7 +177,7 @@ def test_text_format_puts_the_same_fields_on_one_plain_line(db_url, capsys):
         assert BODY_MARKER not in out and headers["Authorization"].split()[1] not in out
 
         assert client.get("/boom", headers={"X-Request-Id": "text-boom"}).status_code == 500
-        err = capsys.readouterr().err
+        err = logged(capsys).err
         assert "ERROR batchsvc.api.errors unhandled error request_id=text-boom\nTraceback" in err
     finally:
         create_app({"database_url": db_url, "jwt_secret": SECRET})  # back to the default (json) logging
@@ -220,11 +227,11 @@ def test_without_request_observation_requests_still_get_ids_and_answers(db_url, 
         return next((line for line in client.get("/metrics").get_data(as_text=True).splitlines() if line.startswith(counted)), "")  # fmt: skip
 
     before = count()
-    capsys.readouterr()
+    logged(capsys)
     response = client.get("/api/batch", headers={**auth(), "X-Request-Id": "quiet-1"})
     assert response.status_code == 200 and response.get_json()["service"] == "batch"
     assert response.headers["X-Request-Id"] == "quiet-1"
     missing = client.get("/nope")
     assert missing.status_code == 404 and missing.get_json()["requestId"] == missing.headers["X-Request-Id"]
-    assert "quiet-1" not in capsys.readouterr().out
+    assert "quiet-1" not in logged(capsys).out
     assert count() == before
