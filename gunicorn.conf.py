@@ -1,5 +1,6 @@
 """Production defaults for `gunicorn wsgi:app`; every value can be overridden by env or flags."""
 
+import atexit
 import glob
 import os
 import shutil
@@ -63,6 +64,13 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         prefix="batchsvc-metrics-", dir=_shm
     )
 
+    def _remove_metrics_dir(path: str, master: int) -> None:
+        """At the master's exit, also when it fails to start (workers inherit this: hence the pid)."""
+        if os.getpid() == master:
+            shutil.rmtree(path, ignore_errors=True)
+
+    atexit.register(_remove_metrics_dir, os.environ[_OWNED_MARK], os.getpid())
+
 
 def _own_metrics_dir() -> bool:
     return os.environ.get(_OWNED_MARK) == os.environ["PROMETHEUS_MULTIPROC_DIR"]
@@ -81,8 +89,3 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
-
-
-def on_exit(server):
-    if _own_metrics_dir():
-        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
