@@ -10,6 +10,7 @@ from flask import Flask, g
 from batchsvc.auth import ApiKeyVerifier, Authenticator, TokenVerifier
 from batchsvc.config import Settings
 from batchsvc.db import Database
+from batchsvc.logs import configure_logging
 from batchsvc.store import Store
 from batchsvc.store.apikeys import ApiKeyStore
 
@@ -35,6 +36,7 @@ def create_app(config: dict | None = None) -> Flask:
     """Wire the service: settings, database, token verifier, API, CLI commands."""
     app = Flask("batchsvc", instance_path=os.path.abspath("instance"))
     settings = Settings.from_env(**{"instance_path": app.instance_path, **(config or {})})
+    configure_logging(settings.log_format)
     app.config["MAX_CONTENT_LENGTH"] = None  # bodies are limited while read (gzip included)
     database = Database(
         settings.resolved_database_url,

@@ -9,6 +9,7 @@ from sqlalchemy.engine import make_url
 
 DEV_SECRET = "batchsvc-development-secret-do-not-use-in-production"
 _SWITCH = {"on": True, "1": True, "true": True, "off": False, "0": False, "false": False}
+LOG_FORMATS = ("json", "text")
 
 
 class ConfigError(RuntimeError):
@@ -68,6 +69,10 @@ class Settings:
     retry_attempts: int = 5
     api_keys: bool = True
     api_key_secret: str | None = None
+    metrics_token: str | None = None
+    log_format: str = "json"
+    # Per-request metrics and the request log; only the benchmark's baseline turns them off.
+    observe_requests: bool = True
     instance_path: str = field(default="instance")
 
     @classmethod
@@ -91,6 +96,8 @@ class Settings:
             retry_attempts=_int(env, "BATCHSVC_RETRY_ATTEMPTS", cls.retry_attempts),
             api_keys=_switch(env, "BATCHSVC_API_KEYS", cls.api_keys),
             api_key_secret=env.get("BATCHSVC_API_KEY_SECRET") or None,
+            metrics_token=env.get("BATCHSVC_METRICS_TOKEN") or None,
+            log_format=(env.get("BATCHSVC_LOG_FORMAT") or "json").strip().lower(),
         )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
@@ -112,6 +119,8 @@ class Settings:
                 "BATCHSVC_JWT_PUBLIC_KEY (RS256/ES256 PEM) or BATCHSVC_JWT_JWKS_URL; "
                 "or BATCHSVC_DEV=1 for development mode"
             )
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"BATCHSVC_LOG_FORMAT must be json or text, got {self.log_format!r}")
 
     def effective_secret(self) -> str | None:
         """The HS256 secret in force: the configured one, or the dev secret in dev mode."""

@@ -112,6 +112,13 @@ class Database:
         self.engine  # noqa: B018 - makes sure the factory belongs to this process
         return self._sessionmaker()
 
+    def connections_in_use(self) -> int:
+        """Connections of this process's pool checked out right now (0 before the pool exists)."""
+        engine = self._engine
+        if engine is None or self._pid != os.getpid():
+            return 0
+        return engine.pool.checkedout()
+
     def dispose(self) -> None:
         if self._engine is not None and self._pid == os.getpid():
             self._engine.dispose()

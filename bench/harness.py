@@ -13,7 +13,7 @@ TESTS = Path(__file__).resolve().parent.parent / "tests"
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-from support.gunicorn import LOOPBACK, Gunicorn  # noqa: E402
+from support.gunicorn import LOOPBACK, Gunicorn, cpu_seconds  # noqa: E402
 from support.scratch import connect, recreate_database, server_url  # noqa: E402
 
-__all__ = ["LOOPBACK", "Gunicorn", "connect", "recreate_database", "server_url"]
+__all__ = ["LOOPBACK", "Gunicorn", "connect", "cpu_seconds", "recreate_database", "server_url"]

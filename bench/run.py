@@ -17,6 +17,11 @@ What is measured (all on loopback, gunicorn with the repository's gunicorn.conf.
            freshly started server
 
 `--check` exits 1 when a target is missed; `--seconds` shortens the small-batch runs.
+
+`--observability` runs only the small-batch case, on batchsvc as deployed (metrics and the
+request log on) and on bench/quiet_app.py (both off), alternating `--repeats` times on two
+servers started side by side; it prints the median req/s of each and writes
+bench/results/observability.json. Target: metrics and logging cost small batches at most 10%.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from pathlib import Path
 
 import orjson
 import requests
-from harness import LOOPBACK, Gunicorn, connect
+from harness import LOOPBACK, Gunicorn, connect, cpu_seconds
 from psycopg2.extras import execute_values
 from workload import (
     SECRET,
@@ -69,6 +74,7 @@ TARGET_BULK_RATIO = 0.60  # 10k batches, inserts and updates, vs the floor
 TARGET_SMALL_RATIO = 0.40  # small-batch req/s vs bare Flask
 TARGET_SMALL_P99_MS = 50.0
 TARGET_PEAK_RSS_MB = 400.0
+TARGET_OBSERVABILITY_COST = 0.10  # small-batch req/s lost to metrics + request log
 
 
 def log(message: str) -> None:
@@ -403,14 +409,61 @@ def gunicorn(app: str, label: str, env: dict) -> Gunicorn:
     return Gunicorn(app, env=env, log_path=RESULTS / f"gunicorn-{label}.log", pythonpath=BENCH, every_worker=True)
 
 
+def run_observability(service_env: dict, clients: int, seconds: float, repeats: int) -> dict:
+    """Small batches with metrics + request log on and off, runs interleaved so drift hits both.
+
+    Besides req/s (noisy on a shared machine), the workers' CPU per request: what the
+    observation itself costs, less disturbed by whatever else the machine runs.
+    """
+    runs: dict[str, list[dict]] = {"on": [], "off": []}
+    bodies = [small_bodies(c) for c in range(clients)]
+    with (
+        gunicorn("wsgi:app", "observe-on", service_env) as on,
+        gunicorn("quiet_app:app", "observe-off", service_env) as off,
+    ):
+        for rep in range(repeats):
+            for mode, server in (("on", on), ("off", off)) if rep % 2 == 0 else (("off", off), ("on", on)):
+                drive_clients(server, clients, WARMUP_SECONDS, bodies)
+                workers = server.worker_pids()
+                cpu_before = sum(cpu_seconds(pid) for pid in workers)
+                result = drive_clients(server, clients, seconds, bodies)
+                result["worker_cpu_ms_per_request"] = (
+                    (sum(cpu_seconds(pid) for pid in workers) - cpu_before) / result["requests"] * 1000
+                )
+                runs[mode].append(result)
+                log(
+                    f"small, observability {mode} #{rep + 1}: {result['rps']:,.0f} req/s, p99"
+                    f" {result['p99_ms']:.1f} ms, workers {result['worker_cpu_ms_per_request']:.3f} ms CPU/request"
+                )
+    median = {mode: statistics.median(r["rps"] for r in results) for mode, results in runs.items()}
+    cpu = {mode: statistics.median(r["worker_cpu_ms_per_request"] for r in results) for mode, results in runs.items()}
+    cost = 1 - median["on"] / median["off"]
+    log(
+        f"observability: on {median['on']:,.0f} req/s, off {median['off']:,.0f} req/s (medians of {repeats}),"
+        f" cost {cost:.1%} (target <= {TARGET_OBSERVABILITY_COST:.0%}); worker CPU per request"
+        f" {cpu['on']:.3f} vs {cpu['off']:.3f} ms (+{cpu['on'] / cpu['off'] - 1:.1%})"
+    )
+    return {
+        "runs": runs,
+        "median_rps": median,
+        "median_worker_cpu_ms_per_request": cpu,
+        "cost": cost,
+        "ok": cost <= TARGET_OBSERVABILITY_COST,
+    }
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each small-batch run (default 10)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent small-batch clients (default 8)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--observability", action="store_true", help="only small batches, metrics + request log on vs off"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each mode with --observability (default 3)")
     args = parser.parse_args(argv)
-    if not 0 < args.seconds <= 120 or not 0 < args.clients <= 64:
-        parser.error("--seconds must be in (0, 120] and --clients in 1..64")
+    if not 0 < args.seconds <= 120 or not 0 < args.clients <= 64 or not 0 < args.repeats <= 10:
+        parser.error("--seconds must be in (0, 120], --clients in 1..64 and --repeats in 1..10")
 
     # A SIGTERM (CI timeout, Ctrl-C in make) must still run the finally blocks that stop servers.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -427,6 +480,13 @@ def main(argv=None) -> int:
     db_url = recreate_database(bench_database_name())
     meta["postgres"] = server_facts(db_url)
     service_env = {"DATABASE_URL": db_url, "BATCHSVC_JWT_SECRET": SECRET, "BATCHSVC_DEV": ""}
+
+    if args.observability:
+        result = run_observability(service_env, args.clients, args.seconds, args.repeats)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        report = {"meta": {**meta, "loadavg_at_end": os.getloadavg()[0]}, "clients": args.clients, **result}
+        (RESULTS / "observability.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+        return 1 if args.check and not result["ok"] else 0
 
     floor = run_floor(db_url)
     with gunicorn("wsgi:app", "batchsvc", service_env) as server:

@@ -19,6 +19,8 @@ from batchsvc.auth import mint_token
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-that-is-long-enough-for-hs256-keys"
+# Every error body (api/errors.py error_response).
+ERROR_KEYS = {"code", "status", "message", "errors", "requestId"}
 ALL_ROLES = ("batch.read", "batch.write", "batch.admin")
 
 
@@ -71,9 +73,9 @@ def auth(tenant="tenant-a", user="loader@example.com", roles=ALL_ROLES, environm
 class LiveServer(Gunicorn):
     """gunicorn serving the app on `db_url` with the tests' token secret, its access log discarded."""
 
-    def __init__(self, db_url: str, *, workers: int = 2, env: dict | None = None):
+    def __init__(self, db_url: str, *, workers: int = 2, env: dict | None = None, capture_stdout: bool = False):
         env = {"DATABASE_URL": db_url, "BATCHSVC_JWT_SECRET": SECRET, **(env or {})}
-        super().__init__(workers=workers, env=env, access_log=False)
+        super().__init__(workers=workers, env=env, access_log=False, capture_stdout=capture_stdout)
 
 
 def start_live_server(db_url: str, **kwargs) -> LiveServer:

@@ -7,7 +7,7 @@ import json
 import re
 
 import pytest
-from conftest import SECRET, auth, truncate
+from conftest import ERROR_KEYS, SECRET, auth, truncate
 
 from batchsvc import create_app
 from batchsvc.store.transaction import TransactionCursor
@@ -50,7 +50,7 @@ def assert_error(response, status):
     """Every error is JSON {code,status,message,errors} with an x-odsl-error header."""
     assert response.status_code == status, response.get_data(as_text=True)
     body = response.get_json()
-    assert set(body) == {"code", "status", "message", "errors"}
+    assert set(body) == ERROR_KEYS
     assert body["code"] == status
     assert isinstance(body["status"], str) and body["status"]
     assert isinstance(body["message"], str) and body["message"]

@@ -7,7 +7,7 @@ import time
 from urllib.parse import quote
 
 import pytest
-from conftest import auth
+from conftest import ERROR_KEYS, auth
 
 NEM = "AEMO_NEM_POWER_5MIN_PRICE_AND_DEMAND_EVENTS"
 
@@ -31,7 +31,7 @@ def ids(client, query, **kwargs):
 def assert_bad_request(response):
     assert response.status_code == 400, response.get_data(as_text=True)
     body = response.get_json()
-    assert set(body) == {"code", "status", "message", "errors"}
+    assert set(body) == ERROR_KEYS
     assert body["code"] == 400 and body["message"]
     assert response.headers["x-odsl-error"].startswith("[400] ")
 

@@ -8,7 +8,7 @@ import time
 from urllib.parse import quote
 
 import pytest
-from conftest import auth
+from conftest import ERROR_KEYS, auth
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
@@ -33,7 +33,7 @@ def ids(client, source="private", query=""):
 
 def assert_error(response, status):
     assert response.status_code == status, response.get_data(as_text=True)
-    assert set(response.get_json()) == {"code", "status", "message", "errors"}
+    assert set(response.get_json()) == ERROR_KEYS
     assert response.headers["x-odsl-error"].startswith(f"[{status}] ")
 
 

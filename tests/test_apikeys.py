@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 import requests
-from conftest import SECRET, auth, db_rows, start_live_server, truncate
+from conftest import ERROR_KEYS, SECRET, auth, db_rows, start_live_server, truncate
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -53,7 +53,7 @@ def post_batch(client, headers, batch_id="b-1"):
 def assert_unauthorized(response, says: str):
     assert response.status_code == 401, response.get_data(as_text=True)
     body = response.get_json()
-    assert set(body) == {"code", "status", "message", "errors"} and body["code"] == 401
+    assert set(body) == ERROR_KEYS and body["code"] == 401
     assert says in body["message"], body["message"]
     assert response.headers["x-odsl-error"].startswith("[401] ")
     assert response.headers["WWW-Authenticate"].startswith("Bearer")

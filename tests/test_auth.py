@@ -13,7 +13,7 @@ import time
 
 import jwt
 import pytest
-from conftest import ROOT, SECRET, auth, make_token, truncate
+from conftest import ERROR_KEYS, ROOT, SECRET, auth, make_token, truncate
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -62,7 +62,7 @@ def assert_unauthorized(response):
     assert response.status_code == 401, response.get_data(as_text=True)
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     body = response.get_json()
-    assert set(body) == {"code", "status", "message", "errors"} and body["code"] == 401
+    assert set(body) == ERROR_KEYS and body["code"] == 401
     assert response.headers["x-odsl-error"].startswith("[401] ")
 
 

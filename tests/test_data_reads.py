@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
-from conftest import auth, make_token, start_live_server, truncate
+from conftest import ERROR_KEYS, auth, make_token, start_live_server, truncate
 
 from batchsvc.core.periods import RANGE_FORMS, Span, period, zone_named
 
@@ -42,7 +42,7 @@ def values(client, ref, **params) -> list:
 def assert_error(response, status) -> dict:
     assert response.status_code == status, response.get_data(as_text=True)
     body = response.get_json()
-    assert set(body) == {"code", "status", "message", "errors"} and body["code"] == status
+    assert set(body) == ERROR_KEYS and body["code"] == status
     assert response.headers["x-odsl-error"].startswith(f"[{status}] ")
     return body
 

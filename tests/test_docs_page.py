@@ -15,6 +15,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
+from conftest import ERROR_KEYS
 
 from batchsvc.api.docs_assets import ASSETS_URL, DIST
 
@@ -31,7 +32,7 @@ METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 def assert_error(response, status):
     assert response.status_code == status, response.get_data(as_text=True)
     body = response.get_json()
-    assert set(body) == {"code", "status", "message", "errors"} and body["code"] == status
+    assert set(body) == ERROR_KEYS and body["code"] == status
     assert response.headers["x-odsl-error"].startswith(f"[{status}] ")
     return body
 

@@ -7,7 +7,7 @@ import time
 from urllib.parse import quote
 
 import pytest
-from conftest import SECRET, auth, db_rows, make_token
+from conftest import ERROR_KEYS, SECRET, auth, db_rows, make_token
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
 
@@ -60,7 +60,7 @@ def ids(client, path, where=None, **params) -> list[str]:
 def assert_bad_request(response, mentions="_filter"):
     assert response.status_code == 400, response.get_data(as_text=True)
     body = response.get_json()
-    assert set(body) == {"code", "status", "message", "errors"}
+    assert set(body) == ERROR_KEYS
     assert body["code"] == 400 and mentions in body["message"]
     assert response.headers["x-odsl-error"].startswith("[400] ")
     return body["message"]

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import orjson
 import pytest
 import requests
-from conftest import SECRET, auth, db_rows, start_live_server
+from conftest import ERROR_KEYS, SECRET, auth, db_rows, start_live_server
 
 from batchsvc import create_app
 
@@ -30,7 +30,7 @@ def assert_error(response, status: int, *fragments: str) -> dict:
     """The one error shape, the x-odsl-error header, and a message naming the problem."""
     assert response.status_code == status, (response.status_code, response.get_data(as_text=True)[:500])
     body = response.get_json()
-    assert set(body) == {"code", "status", "message", "errors"}
+    assert set(body) == ERROR_KEYS
     assert body["code"] == status
     assert response.headers["x-odsl-error"].startswith(f"[{status}] ")
     for fragment in fragments:

@@ -6,7 +6,7 @@ import json
 from urllib.parse import quote
 
 import pytest
-from conftest import auth, db_rows, make_token, start_live_server, truncate
+from conftest import ERROR_KEYS, auth, db_rows, make_token, start_live_server, truncate
 
 from batchsvc.api.http import summary_response
 from batchsvc.core.batches import REPLAYED, Outcome, object_write_request
@@ -40,7 +40,7 @@ def summaries(client, headers=None, **params) -> list[dict]:
 def assert_error(response, status) -> dict:
     assert response.status_code == status, response.get_data(as_text=True)
     body = response.get_json()
-    assert set(body) == {"code", "status", "message", "errors"} and body["code"] == status
+    assert set(body) == ERROR_KEYS and body["code"] == status
     assert response.headers["x-odsl-error"].startswith(f"[{status}] ")
     return body
 

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import orjson
 import pytest
 import requests
-from conftest import SECRET, LiveServer, auth, db_rows, free_port, start_live_server
+from conftest import ERROR_KEYS, SECRET, LiveServer, auth, db_rows, free_port, start_live_server
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -128,7 +128,7 @@ def post_batch(server: LiveServer, batch_id: str) -> requests.Response:
 def assert_unavailable(response: requests.Response) -> None:
     assert response.status_code == 503, (response.status_code, response.text[:300])
     body = response.json()
-    assert set(body) == {"code", "status", "message", "errors"} and body["code"] == 503
+    assert set(body) == ERROR_KEYS and body["code"] == 503
     assert "database" in body["message"]
     assert response.headers["x-odsl-error"].startswith("[503] ")
     assert "Traceback" not in response.text and "psycopg2" not in response.text

@@ -11,7 +11,8 @@ from batchsvc.api import apikeys, batch, data, docs_assets, health, objects
 from batchsvc.api.access import authenticate, check_declarations
 from batchsvc.api.errors import register_error_handlers
 from batchsvc.api.http import check_request_text
-from batchsvc.api.schemas import VarBatchSchema
+from batchsvc.api.observe import init_observability
+from batchsvc.api.schemas import ErrorSchema, VarBatchSchema
 
 _MIN_GZIP_BYTES = 1024
 
@@ -37,7 +38,7 @@ def init_api(app: Flask) -> Api:
             "security": [{"bearer": []}, {"apiKeyBasic": []}, {"apiKeyEmail": [], "apiKey": []}],
         },
     )
-    api = Api(app)
+    api = _Api(app)
     api.spec.components.schema("VarBatch", schema=VarBatchSchema)
     for blueprint in (health.blp, batch.blp, objects.blp, data.blp, data.events_blp, apikeys.blp):
         api.register_blueprint(blueprint)
@@ -46,8 +47,13 @@ def init_api(app: Flask) -> Api:
     app.before_request(authenticate)  # first: anonymous callers learn nothing else
     app.before_request(check_request_text)
     register_error_handlers(app)
+    init_observability(app)  # before the gzip hook: after_request hooks run last-registered first
     app.after_request(_gzip_response)
     return api
+
+
+class _Api(Api):
+    ERROR_SCHEMA = ErrorSchema  # documents the error body's requestId
 
 
 def _gzip_response(response):

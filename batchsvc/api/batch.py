@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import request
 from flask.views import MethodView
 
 from batchsvc import __version__, build_id
-from batchsvc.api import docs
+from batchsvc.api import docs, observe
 from batchsvc.api.access import Blueprint, current_principal
 from batchsvc.api.http import (
     check_source,
@@ -22,30 +24,38 @@ from batchsvc.api.http import (
 )
 from batchsvc.api.schemas import BatchSummarySchema, BuildInfoSchema
 from batchsvc.core import summaries
-from batchsvc.core.batches import apply_batch, read_batch_request
+from batchsvc.core.batches import BatchRequest, Outcome, apply_batch, read_batch_request
 from batchsvc.core.identity import READ, WRITE
 from batchsvc.core.queries import parse_list_query
 
 blp = Blueprint("batch", __name__, url_prefix="/api/batch", description="Submit batches and manage their summaries")
 
 
-def submit():
-    caller = current_principal()
+def run_batch(caller, batch: BatchRequest) -> Outcome:
+    """Apply a batch for the caller in its scope, with the configured limits, observed (metrics, log)."""
     config = settings()
-    batch = read_batch_request(
-        read_body(config.max_body_bytes),
-        replace=request.args.get("_replace"),
-        atomic=request.args.get("_atomic"),
-        reason=request.args.get("_reason"),
-    )
+    observe.note_batch_request(batch.id, batch.size)
+    started = time.perf_counter()
     outcome = apply_batch(
         services().store.batch_transaction(scope(caller)),
         caller,
         batch,
         max_elements=config.max_elements,
         attempts=config.retry_attempts,
+        on_retry=observe.count_retry,
     )
-    return summary_response(outcome)
+    observe.note_batch(outcome, time.perf_counter() - started)
+    return outcome
+
+
+def submit():
+    batch = read_batch_request(
+        read_body(settings().max_body_bytes),
+        replace=request.args.get("_replace"),
+        atomic=request.args.get("_atomic"),
+        reason=request.args.get("_reason"),
+    )
+    return summary_response(run_batch(current_principal(), batch))
 
 
 def _list(source: str):

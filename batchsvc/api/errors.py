@@ -6,9 +6,10 @@ import logging
 from http import HTTPStatus
 
 import orjson
-from flask import Flask, Response
+from flask import Flask, Response, has_request_context
 from werkzeug.exceptions import HTTPException
 
+from batchsvc.api.request_ids import request_id
 from batchsvc.auth import AuthError
 from batchsvc.core.errors import (
     Busy,
@@ -47,9 +48,11 @@ def odsl_error(status: int, message: str) -> dict[str, str]:
 
 
 def error_response(status: int, message: str, errors: dict | None = None, headers: dict | None = None) -> Response:
-    """`{"code","status","message","errors"}` plus the `x-odsl-error` header."""
+    """`{"code","status","message","errors","requestId"}` plus the `x-odsl-error` header the SDKs print."""
     phrase = HTTPStatus(status).phrase
     body = {"code": status, "status": phrase, "message": message, "errors": errors or {}}
+    if has_request_context():
+        body["requestId"] = request_id()
     response = Response(orjson.dumps(body), status=status, mimetype="application/json")
     response.headers.update(odsl_error(status, message))
     for name, value in (headers or {}).items():

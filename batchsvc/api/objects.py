@@ -7,6 +7,7 @@ from flask.views import MethodView
 
 from batchsvc.api import docs
 from batchsvc.api.access import Blueprint, current_principal
+from batchsvc.api.batch import run_batch
 from batchsvc.api.http import (
     check_source,
     json_response,
@@ -14,14 +15,12 @@ from batchsvc.api.http import (
     query_params,
     read_body,
     reader,
-    scope,
-    services,
     settings,
     summary_response,
 )
 from batchsvc.api.schemas import StoredObjectSchema
 from batchsvc.core import objects
-from batchsvc.core.batches import REJECTED, apply_batch, object_write_failure, object_write_request
+from batchsvc.core.batches import REJECTED, object_write_failure, object_write_request
 from batchsvc.core.identity import READ, WRITE
 from batchsvc.core.queries import parse_list_query
 
@@ -31,21 +30,14 @@ blp = Blueprint("object", __name__, url_prefix="/api/object", description="Write
 def write_objects(source: str):
     """Apply one object or an array of them as a batch: the object back, or the batch's summary."""
     caller = current_principal()
-    config = settings()
     write = object_write_request(
-        read_body(config.max_body_bytes),
+        read_body(settings().max_body_bytes),
         source=source,
         replace=request.args.get("_replace"),
         atomic=request.args.get("_atomic"),
         reason=request.args.get("_reason"),
     )
-    outcome = apply_batch(
-        services().store.batch_transaction(scope(caller)),
-        caller,
-        write.batch,
-        max_elements=config.max_elements,
-        attempts=config.retry_attempts,
-    )
+    outcome = run_batch(caller, write.batch)
     # A replay here only means a retried commit had landed: this call's write, so 201 all the same.
     if not write.single:
         return summary_response(outcome, replay_status=201)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import flask_smorest.error_handler
 from marshmallow import EXCLUDE, INCLUDE, RAISE, Schema, fields, validate
 
 from batchsvc.core.apikeys import KEY_ID_PATTERN, MAX_NAME, ROLES, USER_PATTERN
@@ -89,6 +90,12 @@ class BuildInfoSchema(Schema):
     release = fields.String(required=True)
     version = fields.String(required=True)
     build = fields.String(required=True)
+
+
+class ErrorSchema(flask_smorest.error_handler.ErrorSchema):
+    """Every non-2xx body (api/errors.py error_response)."""
+
+    requestId = fields.String(metadata={"description": "The request's id, as in the X-Request-Id header"})  # noqa: N815
 
 
 class HealthSchema(Schema):

@@ -40,14 +40,22 @@ def child_pids(parent: int) -> list[int]:
     return sorted(children)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time `pid` has used so far, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Gunicorn:
     """One gunicorn master serving `app` with the repository's gunicorn.conf.py on a free loopback port.
 
     `env` is added to this process's environment (the app's settings; gunicorn options such as
     BATCHSVC_THREADS or GUNICORN_CMD_ARGS="--preload"); WEB_CONCURRENCY and BATCHSVC_BIND come
-    from `workers` and the port. stdout and stderr (access and error logs, as the production
-    config writes them) go to `log_path`, or to a temporary file that stop() removes, never to a
-    pipe that could fill up and stall the server. `access_log=False` discards the access log.
+    from `workers` and the port. stderr (the error log) goes to `log_path`, or to a temporary file
+    that stop() removes, never to a pipe that could fill up and stall the server; stdout (the
+    request log, one line per request) goes there too, or is discarded (`access_log=False`), or
+    kept in a file of its own for `stdout()` (`capture_stdout=True`).
     `pythonpath` is a folder gunicorn imports `app` from (bench/bare_app.py). start() returns once
     /healthz answers, and with `every_worker` only once every worker has booted as well.
     """
@@ -60,6 +68,7 @@ class Gunicorn:
         env: dict | None = None,
         log_path: Path | None = None,
         access_log: bool = True,
+        capture_stdout: bool = False,
         pythonpath: Path | None = None,
         every_worker: bool = False,
     ):
@@ -74,6 +83,8 @@ class Gunicorn:
             "BATCHSVC_BIND": f"{LOOPBACK}:{self.port}",
         }
         self.access_log = access_log
+        self.capture_stdout = capture_stdout
+        self._stdout = None
         self.pythonpath = pythonpath
         self.every_worker = every_worker
         self.log_path = log_path
@@ -89,8 +100,6 @@ class Gunicorn:
 
     def command(self) -> list[str]:
         command = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py")]
-        if not self.access_log:
-            command += ["--access-logfile", "/dev/null"]
         if self.pythonpath is not None:
             command += ["--pythonpath", str(self.pythonpath)]
         return [*command, self.app]
@@ -103,8 +112,12 @@ class Gunicorn:
         else:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        stdout = self._log if self.access_log else subprocess.DEVNULL
+        if self.capture_stdout:
+            self._stdout = tempfile.NamedTemporaryFile(prefix="batchsvc-stdout-", suffix=".log", delete=False)  # noqa: SIM115 - closed in stop()
+            stdout = self._stdout
         self.process = subprocess.Popen(
-            self.command(), cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
+            self.command(), cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=self._log
         )
         try:
             self.wait_ready(timeout)
@@ -148,6 +161,11 @@ class Gunicorn:
         except OSError:
             return ""
 
+    def stdout(self) -> str:
+        """What the server wrote to stdout so far (with capture_stdout=True): the request log."""
+        with open(self._stdout.name, errors="replace") as out:
+            return out.read()
+
     def log_tail(self, size: int = 3000) -> str:
         return self.log()[-size:]
 
@@ -167,6 +185,10 @@ class Gunicorn:
                     except ProcessLookupError:
                         pass
                 process.wait(timeout=10)
+        if self._stdout is not None:
+            self._stdout.close()
+            os.unlink(self._stdout.name)
+            self._stdout = None
         if self._log is not None:
             self._log.close()
             self._log = None
