@@ -59,6 +59,23 @@ def truncate(url: str) -> None:
     connection.close()
 
 
+def assert_error(response, status: int, *fragments: str) -> dict:
+    """The one error shape (SPEC §7): JSON with ERROR_KEYS, one-line `x-odsl-error`, and a
+    message naming the problem (each of `fragments`, case-insensitively)."""
+    assert response.status_code == status, (response.status_code, response.get_data(as_text=True)[:500])
+    body = response.get_json()
+    assert set(body) == ERROR_KEYS
+    assert body["code"] == status
+    assert isinstance(body["status"], str) and body["status"]
+    assert isinstance(body["message"], str) and body["message"]
+    assert isinstance(body["errors"], dict)
+    assert response.headers["x-odsl-error"].startswith(f"[{status}] ")
+    assert "\n" not in response.headers["x-odsl-error"]
+    for fragment in fragments:
+        assert fragment.lower() in body["message"].lower(), (fragment, body["message"])
+    return body
+
+
 def make_token(tenant="tenant-a", user="loader@example.com", roles=ALL_ROLES, secret=SECRET, **claims) -> str:
     return mint_token(secret, tenant=tenant, user=user, roles=roles, **claims)
 

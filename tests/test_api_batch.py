@@ -7,7 +7,7 @@ import json
 import re
 
 import pytest
-from conftest import ERROR_KEYS, SECRET, auth, truncate
+from conftest import SECRET, assert_error, auth, truncate
 
 from batchsvc import create_app
 from batchsvc.store.transaction import TransactionCursor
@@ -44,20 +44,6 @@ def post(client, body, *, path="/api/batch", headers=None, query=""):
 
 def get_object(client, object_id, source="private", headers=None):
     return client.get(f"/api/object/v1/{source}/{object_id}", headers=headers or auth())
-
-
-def assert_error(response, status):
-    """Every error is JSON {code,status,message,errors} with an x-odsl-error header."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    body = response.get_json()
-    assert set(body) == ERROR_KEYS
-    assert body["code"] == status
-    assert isinstance(body["status"], str) and body["status"]
-    assert isinstance(body["message"], str) and body["message"]
-    assert isinstance(body["errors"], dict)
-    assert response.headers["x-odsl-error"].startswith(f"[{status}] ")
-    assert "\n" not in response.headers["x-odsl-error"]
-    return body
 
 
 def summary_count(client, headers=None):

@@ -8,7 +8,7 @@ import time
 from urllib.parse import quote
 
 import pytest
-from conftest import ERROR_KEYS, auth
+from conftest import assert_error, auth
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
@@ -29,12 +29,6 @@ def listing(client, source="private", query="", headers=None):
 
 def ids(client, source="private", query=""):
     return listing(client, source, query)[1]
-
-
-def assert_error(response, status):
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert set(response.get_json()) == ERROR_KEYS
-    assert response.headers["x-odsl-error"].startswith(f"[{status}] ")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
-from conftest import ERROR_KEYS, auth, make_token, start_live_server, truncate
+from conftest import assert_error, auth, make_token, start_live_server, truncate
 
 from batchsvc.core.periods import RANGE_FORMS, Span, period, zone_named
 
@@ -37,14 +37,6 @@ def data(client, ref, *, source="private", status=200, headers=None, **params):
 
 def values(client, ref, **params) -> list:
     return [point["value"] for point in data(client, ref, **params)["data"]]
-
-
-def assert_error(response, status) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    body = response.get_json()
-    assert set(body) == ERROR_KEYS and body["code"] == status
-    assert response.headers["x-odsl-error"].startswith(f"[{status}] ")
-    return body
 
 
 def series(points, **meta) -> dict:

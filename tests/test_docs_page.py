@@ -15,7 +15,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
-from conftest import ERROR_KEYS
+from conftest import assert_error
 
 from batchsvc.api.docs_assets import ASSETS_URL, DIST
 
@@ -27,14 +27,6 @@ ASSETS = {
 LOOPBACK = "127.0.0.1"
 BROWSER_SECONDS = 120
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
-
-
-def assert_error(response, status):
-    assert response.status_code == status, response.get_data(as_text=True)
-    body = response.get_json()
-    assert set(body) == ERROR_KEYS and body["code"] == status
-    assert response.headers["x-odsl-error"].startswith(f"[{status}] ")
-    return body
 
 
 # --- the asset route, through the test client ------------------------------------------------

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import orjson
 import pytest
 import requests
-from conftest import ERROR_KEYS, SECRET, auth, db_rows, start_live_server
+from conftest import SECRET, assert_error, auth, db_rows, start_live_server
 
 from batchsvc import create_app
 
@@ -24,18 +24,6 @@ def counts(db_url: str, tenant: str = TENANT) -> tuple[int, int]:
         "SELECT (SELECT count(*) FROM objects WHERE tenant = %(t)s), (SELECT count(*) FROM batch_summaries WHERE tenant = %(t)s)",
         {"t": tenant},
     )[0]
-
-
-def assert_error(response, status: int, *fragments: str) -> dict:
-    """The one error shape, the x-odsl-error header, and a message naming the problem."""
-    assert response.status_code == status, (response.status_code, response.get_data(as_text=True)[:500])
-    body = response.get_json()
-    assert set(body) == ERROR_KEYS
-    assert body["code"] == status
-    assert response.headers["x-odsl-error"].startswith(f"[{status}] ")
-    for fragment in fragments:
-        assert fragment.lower() in body["message"].lower(), (fragment, body["message"])
-    return body
 
 
 def post(client, body, *, path="/api/batch/v1", headers=None, query=""):

@@ -6,7 +6,7 @@ import json
 from urllib.parse import quote
 
 import pytest
-from conftest import ERROR_KEYS, auth, db_rows, make_token, start_live_server, truncate
+from conftest import assert_error, auth, db_rows, make_token, start_live_server, truncate
 
 from batchsvc.api.http import summary_response
 from batchsvc.core.batches import REPLAYED, Outcome, object_write_request
@@ -35,14 +35,6 @@ def summaries(client, headers=None, **params) -> list[dict]:
     response = client.get("/api/batch/v1", query_string=params, headers=headers or auth())
     assert response.status_code == 200, response.get_data(as_text=True)
     return response.get_json()
-
-
-def assert_error(response, status) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    body = response.get_json()
-    assert set(body) == ERROR_KEYS and body["code"] == status
-    assert response.headers["x-odsl-error"].startswith(f"[{status}] ")
-    return body
 
 
 # --- one object ----------------------------------------------------------------------------------

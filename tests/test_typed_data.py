@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
-from conftest import ERROR_KEYS, auth, connect, db_rows, make_token, start_live_server, truncate
+from conftest import assert_error, auth, connect, db_rows, make_token, start_live_server, truncate
 
 EMPTY_SUMMARY = {"curves": {}, "series": {}, "matrix": {}, "events": {}, "failures": {}}
 DATA_TABLES = ("series_points", "curves", "matrices", "events")
@@ -53,14 +53,6 @@ def get_object(client, object_id, *, source="private", status=200, headers=None)
     return read(
         client, f"/api/object/v1/{source}/{quote(object_id, safe='')}", status=status, headers=headers
     ).get_json()
-
-
-def assert_error(response, status):
-    assert response.status_code == status, response.get_data(as_text=True)
-    body = response.get_json()
-    assert set(body) == ERROR_KEYS and body["code"] == status
-    assert response.headers["x-odsl-error"].startswith(f"[{status}] ")
-    return body
 
 
 def series(data_points, **meta):
