@@ -27,6 +27,7 @@ bench/results/observability.json. Target: metrics and logging cost small batches
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
 import os
 import platform
@@ -224,9 +225,14 @@ def _client(port, request_headers, bodies, barrier, deadline_box, out):
         out.append({"latencies": latencies, "errors": errors, "first_error": first_error, "ended": time.perf_counter()})
 
 
-def drive_clients(server: Gunicorn, clients: int, seconds: float, bodies: list[list[bytes]]) -> dict:
-    """`clients` threads, each with its own keep-alive connection, posting for `seconds`."""
+def drive_clients(
+    server: Gunicorn, clients: int, seconds: float, bodies: list[list[bytes]], authorization: str | None = None
+) -> dict:
+    """`clients` threads, each with its own keep-alive connection, posting for `seconds` (with a
+    JWT, or the `authorization` header given, e.g. an API key's Basic credentials)."""
     request_headers = headers("small")
+    if authorization is not None:
+        request_headers["Authorization"] = authorization
     barrier = threading.Barrier(clients + 1)
     deadline_box = [0.0]
     out: list[dict] = []
@@ -273,15 +279,27 @@ def percentile(ordered: list[float], pct: float) -> float:
     return ordered[rank - 1]
 
 
-def run_small(server: Gunicorn, clients: int, seconds: float, label: str) -> dict:
+def run_small(server: Gunicorn, clients: int, seconds: float, label: str, authorization: str | None = None) -> dict:
     bodies = [small_bodies(c) for c in range(clients)]
-    drive_clients(server, clients, WARMUP_SECONDS, bodies)
-    result = drive_clients(server, clients, seconds, bodies)
+    drive_clients(server, clients, WARMUP_SECONDS, bodies, authorization)
+    result = drive_clients(server, clients, seconds, bodies, authorization)
     log(
         f"small {label}: {result['rps']:,.0f} req/s, p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms"
         f" (clients used {result['client_cpu_cores']:.2f} CPU)"
     )
     return result
+
+
+def api_key_authorization(server: Gunicorn) -> str:
+    """Basic credentials of a new batch.write API key of the bench tenant (created over REST)."""
+    response = requests.post(
+        server.url + "/api/apikey/v1",
+        json={"user": USER, "roles": ["batch.write"], "name": "bench"},
+        headers=headers("small"),
+        timeout=30,
+    )
+    response.raise_for_status()
+    return "Basic " + base64.b64encode(f"{USER}:{response.json()['key']}".encode()).decode()
 
 
 # --- memory: one 50,000-element batch on a fresh server ------------------------------------------
@@ -329,7 +347,9 @@ def check(name: str, value: float, target: float, ok: bool) -> dict:
     return {"name": name, "value": value, "target": target, "ok": ok}
 
 
-def build_rows(floor: dict, bulk: dict, small: dict, bare: dict, memory: dict) -> tuple[list[tuple], list[dict]]:
+def build_rows(
+    floor: dict, bulk: dict, small: dict, bare: dict, memory: dict, small_key: dict
+) -> tuple[list[tuple], list[dict]]:
     rows, checks = [], []
     for size in BULK_REPEATS:
         for mode in ("insert", "update"):
@@ -349,6 +369,10 @@ def build_rows(floor: dict, bulk: dict, small: dict, bare: dict, memory: dict) -
     rows.append((
         f"small x{SMALL_BATCH} req/s", f"{small['rps']:,.0f} req/s", f"{bare['rps']:,.0f} req/s (bare)",
         f"{ratio:.0%}", f">= {TARGET_SMALL_RATIO:.0%} of bare", verdict(ratio >= TARGET_SMALL_RATIO),
+    ))  # fmt: skip
+    rows.append((
+        f"small x{SMALL_BATCH}, API key", f"{small_key['rps']:,.0f} req/s", f"{small['rps']:,.0f} req/s (JWT)",
+        f"{small_key['rps'] / small['rps']:.0%}", "~ JWT (report)", "",
     ))  # fmt: skip
     rows.append(("small p50 latency", f"{small['p50_ms']:.1f} ms", f"{bare['p50_ms']:.1f} ms (bare)", "", "", ""))
     p99_ok = small["p99_ms"] < TARGET_SMALL_P99_MS
@@ -492,12 +516,13 @@ def main(argv=None) -> int:
     with gunicorn("wsgi:app", "batchsvc", service_env) as server:
         bulk = run_bulk(server)
         small = run_small(server, args.clients, args.seconds, "batchsvc")
+        small_key = run_small(server, args.clients, args.seconds, "batchsvc, API key", api_key_authorization(server))
     with gunicorn("bare_app:app", "bare", service_env) as server:
         bare = run_small(server, args.clients, args.seconds, "bare flask")
     with gunicorn("wsgi:app", "memory", service_env) as server:
         memory = run_memory(server)
 
-    rows, checks = build_rows(floor, bulk, small, bare, memory)
+    rows, checks = build_rows(floor, bulk, small, bare, memory, small_key)
     meta["duration_s"] = round(time.monotonic() - started, 1)
     meta["loadavg_at_end"] = os.getloadavg()[0]
     print_table(rows, meta)
@@ -513,7 +538,7 @@ def main(argv=None) -> int:
         },
         "floor": floor,
         "bulk": bulk,
-        "small": {"batchsvc": small, "bare_flask": bare},
+        "small": {"batchsvc": small, "batchsvc_api_key": small_key, "bare_flask": bare},
         "memory": memory,
         "checks": checks,
     }  # fmt: skip
