@@ -173,6 +173,9 @@ def _deadlocked_post(db_url, attempts: int, release):
     other = connect(db_url)
     try:
         with other.cursor() as cur:
+            # This session must never be the deadlock's victim, however late the batch's own check
+            # runs on a loaded machine: it checks only after 20 s (superuser setting; tests connect as one).
+            cur.execute("SET deadlock_timeout = '20s'")
             cur.execute("SELECT 1 FROM objects WHERE tenant = %s AND id = 'DL-B' FOR UPDATE", (DEADLOCK_TENANT,))
         outcome = {}
         body = orjson.dumps({"_id": "dl-batch", "elements": [{"_id": "DL-A", "v": 1}, {"_id": "DL-B", "v": 1}]})
