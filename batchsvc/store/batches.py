@@ -248,15 +248,7 @@ class BatchStore:
                     "props": text_array([p for _, p in series_wipes]),
                 },
             )
-        by_series: dict[tuple[str, str], list] = {}
-        for object_id, data in writes.items():
-            for (prop, instant), observation in data.points.items():
-                points = by_series.get((object_id, prop))
-                if points is None:
-                    points = by_series[(object_id, prop)] = []
-                points.append((instant, observation))
-        if by_series:
-            series.write_series(self._cursor, self._scope, by_series)
+        series.write_series(self._cursor, self._scope, writes)
         curves = [(o, p, day, curve) for o, w in writes.items() for (p, day), (curve, _) in w.curves.items()]
         self._upsert_rows(_DATED.format(table="curves"), curves)
         matrices = [(o, p, day, matrix) for o, w in writes.items() for (p, day), matrix in w.matrices.items()]

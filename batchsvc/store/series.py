@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import calendar
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from operator import itemgetter, sub
 
 import orjson
 
+from batchsvc.core.typed import DataWrites
 from batchsvc.store.transaction import text_array
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -138,48 +140,72 @@ def time_kind(text, t: int) -> tuple[int, int]:
 
 
 # --- writing ---------------------------------------------------------------------------------------
+# A point as written: (t, code, the number for `vals` or None, the extra fields or None).
+Point = tuple[int, int, float | int | None, dict | None]
+_ABSENT = object()
+_TIME = itemgetter(0)
 
 
-def encode_points(points: Iterable[tuple[datetime, dict]]) -> list[tuple[int, int, str, dict | None]]:
-    """Observations as (t, code, value literal, extra fields or None), in time order."""
-    encoded = []
-    append = encoded.append
-    for instant, observation in points:
-        t = (instant - EPOCH) // US
-        value = observation.get("value", observation)  # the observation itself stands for "absent"
-        kind = type(value)
-        if kind is float:
-            value_kind, literal = V_FLOAT, repr(value)
-        elif kind is int and -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
-            value_kind, literal = V_INT, repr(value)
-        else:
-            value_kind, literal = V_OTHER, "NULL"
-        when, quarters = time_kind(observation.get("time"), t)
-        extra = None
-        if value_kind == V_OTHER or when == T_OTHER or len(observation) != 2:
-            extra = {
-                key: field
-                for key, field in observation.items()
-                if not (key == "time" and when != T_OTHER) and not (key == "value" and value_kind != V_OTHER)
-            } or None
-        append((t, encode_code(value_kind, when, quarters), literal, extra))
-    encoded.sort(key=_first)
-    return encoded
+def encode_series(writes: dict[str, DataWrites]) -> dict[tuple[str, str], list[Point]]:
+    """Every series of a batch, (object, property) -> its points in time order.
+
+    The batch's hot loop (one pass per observation): the common `...THH:MM:SSZ` time is
+    checked against the instant's cached date and clock texts; any other form goes through
+    `time_kind`, which renders and compares."""
+    out = {}
+    days, clocks = _DAY_TEXT, _CLOCK_TEXT
+    for object_id, data in writes.items():
+        by_prop: dict[str, list[Point]] = {}
+        for (prop, instant), observation in data.points.items():
+            t = (instant - EPOCH) // US
+            value = observation.get("value", _ABSENT)
+            kind = type(value)
+            if kind is float:
+                code = V_FLOAT
+            elif kind is int and -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
+                code = V_INT
+            else:
+                code, value = V_OTHER, None
+            text = observation.get("time")
+            day, rest = divmod(t, DAY_US)
+            if (
+                type(text) is str
+                and len(text) == 20
+                and not rest % SECOND_US
+                and text == f"{days.get(day)}T{clocks.get(rest // SECOND_US)}Z"
+            ):
+                timed = True  # T_Z at offset 0: code unchanged
+            else:
+                when, quarters = time_kind(text, t)
+                code += encode_code(0, when, quarters)
+                timed = when != T_OTHER
+            extra = None
+            if code % 3 == V_OTHER or not timed or len(observation) != 2:
+                extra = {
+                    key: field
+                    for key, field in observation.items()
+                    if not (key == "time" and timed) and not (key == "value" and code % 3 != V_OTHER)
+                } or None
+            points = by_prop.get(prop)
+            if points is None:
+                points = by_prop[prop] = []
+            points.append((t, code, value, extra))
+        for prop, points in by_prop.items():
+            points.sort(key=_TIME)
+            out[(object_id, prop)] = points
+    return out
 
 
-def _first(item: tuple) -> int:
-    return item[0]
-
-
-def pick_span(encoded: list[tuple[int, int, str, dict | None]]) -> str:
+def pick_span(points: list[Point]) -> str:
     """The chunk span of a new series, from the points it is first written with: a day for data
     at least every two hours, a year for data at most weekly, a month in between. A single point
     is taken as daily when it is a date or a UTC midnight, as intraday otherwise. A guess that
     turns out wrong costs space or rewrites, never correctness."""
-    if len(encoded) == 1:
-        t, code = encoded[0][:2]
+    if len(points) == 1:
+        t, code = points[0][:2]
         return MONTH if t % DAY_US == 0 or _DECODED[code][1] == T_DATE else DAY
-    gap = min(later[0] - earlier[0] for earlier, later in zip(encoded, encoded[1:], strict=False))
+    times = [point[0] for point in points]
+    gap = min(map(sub, times[1:], times))
     if gap < 2 * 3600 * SECOND_US:
         return DAY
     return MONTH if gap < 5 * DAY_US else YEAR
@@ -200,54 +226,62 @@ def span_start(span: str, day: int) -> tuple[int, int]:
     return begin, begin + length
 
 
-def chunks(encoded: list[tuple[int, int, str, dict | None]], span: str) -> Iterator[tuple[int, list]]:
+def chunks(points: list[Point], span: str) -> Iterator[tuple[int, list[Point]]]:
     """(first day of the chunk, its points) for time-ordered points."""
     start = 0
-    while start < len(encoded):
-        first_day, end_day = span_start(span, encoded[start][0] // DAY_US)
-        end = bisect_left(encoded, end_day * DAY_US, lo=start, key=_first)
-        yield first_day, encoded[start:end]
+    while start < len(points):
+        first_day, end_day = span_start(span, points[start][0] // DAY_US)
+        end = bisect_left(points, end_day * DAY_US, lo=start, key=_TIME)
+        yield first_day, points[start:end]
         start = end
+
+
+def _array(values: list) -> str:
+    """A PostgreSQL array literal of numbers (None as NULL), serialised by orjson: shortest
+    round-trip floats, so every float64 arrives exactly."""
+    return "{" + orjson.dumps(values).decode()[1:-1].replace("null", "NULL") + "}"
 
 
 _BOUNDS = ("lo", "hi", "code_lo", "code_hi")
 
 
 class ChunkRows:
-    """The chunks of one batch as the parallel arrays the upsert statement reads."""
+    """The chunks of one batch as the parallel arrays the upsert statement reads: each chunk's
+    times, values and codes are a slice of one long array."""
 
     def __init__(self):
         self.series: list[int] = []
         self.days: list[str] = []
-        self.bounds: list[list[int]] = [[], [], [], []]  # per chunk: first, last position in times/vals; in codes
-        self.times: list[str] = []
-        self.vals: list[str] = []
-        self.codes: list[str] = []
+        self.bounds: tuple[list[int], ...] = ([], [], [], [])  # per chunk: its slice of times/vals, of codes
+        self.times: list[int] = []
+        self.vals: list = []
+        self.codes: list[int] = []
         self.extras: list[dict | None] = []
 
-    def add(self, series_id: int, first_day: int, points: list[tuple[int, int, str, dict | None]]) -> None:
+    def add(self, series_id: int, first_day: int, points: list[Point]) -> None:
+        times, codes, vals, extras = zip(*points, strict=True)
         self.series.append(series_id)
         self.days.append(_day_text(first_day))
-        low = len(self.times) + 1
-        self.times.extend([str(p[0]) for p in points])
-        self.vals.extend([p[2] for p in points])
-        codes = {p[1] for p in points}
-        code_low = len(self.codes) + 1
-        self.codes.extend([str(codes.pop())] if len(codes) == 1 else [str(p[1]) for p in points])
+        low, code_low = len(self.times) + 1, len(self.codes) + 1
+        self.times.extend(times)
+        self.vals.extend(vals)
+        self.codes.extend(codes[:1] if codes.count(codes[0]) == len(codes) else codes)
         for column, bound in zip(self.bounds, (low, len(self.times), code_low, len(self.codes)), strict=True):
             column.append(bound)
-        extras = {str(p[0]): p[3] for p in points if p[3] is not None}
-        self.extras.append(extras or None)
+        if extras.count(None) == len(extras):
+            self.extras.append(None)
+        else:
+            self.extras.append({str(t): extra for t, extra in zip(times, extras, strict=True) if extra is not None})
 
     def params(self, tenant_key: int) -> dict:
         return {
             "tenant_key": tenant_key,
-            "series": "{" + ",".join(map(str, self.series)) + "}",
+            "series": _array(self.series),
             "days": "{" + ",".join(self.days) + "}",
-            **{name: "{" + ",".join(map(str, column)) + "}" for name, column in zip(_BOUNDS, self.bounds, strict=True)},
-            "times": "{" + ",".join(self.times) + "}",
-            "vals": "{" + ",".join(self.vals) + "}",
-            "codes": "{" + ",".join(self.codes) + "}",
+            **{name: _array(column) for name, column in zip(_BOUNDS, self.bounds, strict=True)},
+            "times": _array(self.times),
+            "vals": _array(self.vals),
+            "codes": _array(self.codes),
             "extras": orjson.dumps(self.extras).decode(),
         }
 
@@ -316,14 +350,16 @@ ON CONFLICT (tenant_key, series_id, day) DO UPDATE SET (times, vals, codes, extr
 """
 
 
-def write_series(cursor, scope: dict, by_series: dict[tuple[str, str], list[tuple[datetime, dict]]]) -> None:
-    """Upsert the chunks of every (object, property) -> [(instant, observation)] of a batch.
+def write_series(cursor, scope: dict, writes: dict[str, DataWrites]) -> None:
+    """Upsert the chunks of every series a batch writes to.
 
     One round trip makes sure every series has its row (and the tenant its key) and reads their
     ids and spans; the chunks then go in one deferred statement, rows in (series, day) order so
     that concurrent batches lock shared chunks in the same order."""
-    keys = sorted(by_series)
-    encoded = {key: encode_points(by_series[key]) for key in keys}
+    encoded = encode_series(writes)
+    if not encoded:
+        return
+    keys = sorted(encoded)
     cursor.execute(
         ENSURE_SERIES,
         {
@@ -335,7 +371,6 @@ def write_series(cursor, scope: dict, by_series: dict[tuple[str, str], list[tupl
     )
     found = {(o, p): (ident, span, tenant_key) for o, p, ident, span, tenant_key in cursor.fetchall()}
     rows = ChunkRows()
-    tenant_key = None
     for key in sorted(keys, key=lambda k: found[k][0]):
         ident, span, tenant_key = found[key]
         for first_day, points in chunks(encoded[key], span):
