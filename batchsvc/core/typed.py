@@ -100,14 +100,23 @@ def _series(prop: str, value: dict, data: DataWrites) -> dict:
     replace = value.get("_replace") is True
     if replace:
         data.wipe_props.add(prop)
+    # The hot loop of a series load (once per observation): the error labels are only built
+    # for an observation that fails, and a run of observations on one date records it once.
+    points, dates, last_date = data.points, data.dates, None
     for index, observation in enumerate(observations):
         if not isinstance(observation, dict):
             raise InvalidData(f"property {prop!r}: observation #{index} is not an object")
         if "time" not in observation:
             raise InvalidData(f"property {prop!r}: observation #{index} has no time")
-        instant, day = parse_time(observation["time"], f"property {prop!r}: observation #{index} time")
-        data.points[(prop, instant)] = observation
-        data.dates.append(("series", day, prop))
+        try:
+            moment = parse_instant(observation["time"])
+        except (AttributeError, TypeError, ValueError):  # parse_time says why
+            parse_time(observation["time"], f"property {prop!r}: observation #{index} time")
+            raise
+        points[(prop, moment.astimezone(UTC))] = observation
+        if moment.date() != last_date:
+            last_date = moment.date()
+            dates.append(("series", last_date.isoformat(), prop))
     return _header(value)
 
 

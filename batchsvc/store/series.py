@@ -146,16 +146,35 @@ _ABSENT = object()
 _TIME = itemgetter(0)
 
 
+# The time text each recent instant was written as, with its time code: loaders send the same
+# instants in the same form batch after batch (every series of a day shares them), so most
+# points are checked with one lookup. Bounded: cleared when full.
+_WRITTEN: dict[int, tuple[str, int]] = {}
+_WRITTEN_MAX = 32_768
+
+
+def _time_code(text, t: int) -> int:
+    """The time part of a point's code (T_OTHER's when `t` does not render as `text`), remembered."""
+    when, quarters = time_kind(text, t)
+    code = encode_code(0, when, quarters)
+    if when != T_OTHER:
+        if len(_WRITTEN) >= _WRITTEN_MAX:
+            _WRITTEN.clear()
+        _WRITTEN[t] = (text, code)
+    return code
+
+
 def encode_series(writes: dict[str, DataWrites]) -> dict[tuple[str, str], list[Point]]:
     """Every series of a batch, (object, property) -> its points in time order.
 
-    The batch's hot loop (one pass per observation): the common `...THH:MM:SSZ` time is
-    checked against the instant's cached date and clock texts; any other form goes through
-    `time_kind`, which renders and compares."""
+    The batch's hot loop, one pass per observation; a time text seen before for that instant
+    costs one lookup, any other is rendered from the instant and compared (`time_kind`)."""
     out = {}
-    days, clocks = _DAY_TEXT, _CLOCK_TEXT
+    written = _WRITTEN
+    other = encode_code(0, T_OTHER)
     for object_id, data in writes.items():
         by_prop: dict[str, list[Point]] = {}
+        last_prop, append = None, None
         for (prop, instant), observation in data.points.items():
             t = (instant - EPOCH) // US
             value = observation.get("value", _ABSENT)
@@ -167,29 +186,23 @@ def encode_series(writes: dict[str, DataWrites]) -> dict[tuple[str, str], list[P
             else:
                 code, value = V_OTHER, None
             text = observation.get("time")
-            day, rest = divmod(t, DAY_US)
-            if (
-                type(text) is str
-                and len(text) == 20
-                and not rest % SECOND_US
-                and text == f"{days.get(day)}T{clocks.get(rest // SECOND_US)}Z"
-            ):
-                timed = True  # T_Z at offset 0: code unchanged
-            else:
-                when, quarters = time_kind(text, t)
-                code += encode_code(0, when, quarters)
-                timed = when != T_OTHER
+            seen = written.get(t)
+            timing = seen[1] if seen is not None and seen[0] == text else _time_code(text, t)
+            code += timing
             extra = None
-            if code % 3 == V_OTHER or not timed or len(observation) != 2:
+            if code % 3 == V_OTHER or timing == other or len(observation) != 2:
+                timed = timing != other
                 extra = {
                     key: field
                     for key, field in observation.items()
                     if not (key == "time" and timed) and not (key == "value" and code % 3 != V_OTHER)
                 } or None
-            points = by_prop.get(prop)
-            if points is None:
-                points = by_prop[prop] = []
-            points.append((t, code, value, extra))
+            if prop != last_prop:
+                points = by_prop.get(prop)
+                if points is None:
+                    points = by_prop[prop] = []
+                last_prop, append = prop, points.append
+            append((t, code, value, extra))
         for prop, points in by_prop.items():
             points.sort(key=_TIME)
             out[(object_id, prop)] = points
