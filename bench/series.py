@@ -7,8 +7,8 @@ What is measured, in one run and one database (`batchsvc_bench`, or BATCHSVC_BEN
   floor    psycopg2 COPY of the same points into (series_id int, time timestamptz, value float8,
            PRIMARY KEY (series_id, time)), one COPY and one commit per day of 100 series x 288
            five-minute points, 20 days appended; the rows' text is built in the timed part
-  ingest   the same 20 day-batches POSTed to gunicorn (2 workers x 4 threads): by one client
-           in day order, then by two clients at once (each every other day) into fresh series
+  ingest   the same 20 day-batches POSTed to gunicorn (2 workers x 4 threads) by one client in
+           day order; then by two clients at once, each for its own 100 series (two loaders)
   storage  pg_total_relation_size (heap, indexes, TOAST) per stored point, service and floor
   growth   one day (288 points) appended to a series holding 3 years against one appended to
            an empty series, alternately, median latency of each; and what the appends did to
@@ -179,26 +179,37 @@ def backend_pids(db_url: str) -> list[int]:
 
 
 def run_ingest(server: Gunicorn, db_url: str, values: list, clients: int, prefix: str) -> dict:
-    bodies = [day_body(day, values[day], prefix) for day in range(DAYS)]
-    with requests.Session() as warm:  # each worker builds its pool and prepares its statements untimed
-        for n in range(4):
-            post(warm, server.url, orjson.dumps({"elements": [{"_id": f"WARM.{n}", "v": n}]}))
+    """Each client posts the 20 day-batches of its own 100 series, in day order, all at once."""
+    bodies = [[day_body(day, values[day], f"{prefix}{c}") for day in range(DAYS)] for c in range(clients)]
+    # Each worker builds its pool, prepares its statements and fills its caches untimed, on
+    # series batches of the same shape in another environment (a day each: nothing rewritten).
+    warmers = [
+        threading.Thread(
+            target=post, args=(requests.Session(), server.url, day_body(n, values[n], "WARM"), f"warm-{prefix}")
+        )
+        for n in range(4)
+    ]
+    for thread in warmers:
+        thread.start()
+    for thread in warmers:
+        thread.join()
     workers = server.worker_pids()
     backends = backend_pids(db_url)
     cpu_before = (cpu_seconds(workers), cpu_seconds(backends))
     errors: list[str] = []
+    latencies: list[float] = []
 
-    def client(days: list[int]) -> None:
+    def client(own: list[bytes]) -> None:
         with requests.Session() as session:
-            for day in days:
+            for body in own:
                 try:
-                    post(session, server.url, bodies[day])
+                    latencies.append(post(session, server.url, body) * 1000)
                 except Exception as exc:  # reported below, after the threads are joined
                     errors.append(repr(exc))
                     return
 
     start = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(list(range(c, DAYS, clients)),)) for c in range(clients)]
+    threads = [threading.Thread(target=client, args=(bodies[c],)) for c in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -208,19 +219,23 @@ def run_ingest(server: Gunicorn, db_url: str, values: list, clients: int, prefix
         raise RuntimeError(f"series ingest failed: {errors[0]}")
     backends = sorted(set(backends) | set(backend_pids(db_url)))
     worker_cpu, database_cpu = cpu_seconds(workers) - cpu_before[0], cpu_seconds(backends) - cpu_before[1]
-    points = DAYS * SERIES * POINTS_PER_DAY
+    batches = clients * DAYS
+    points = batches * SERIES * POINTS_PER_DAY
     result = {
         "clients": clients,
         "points": points,
         "seconds": elapsed,
         "points_per_s": points / elapsed,
-        "worker_cpu_ms_per_batch": worker_cpu / DAYS * 1000,
-        "database_cpu_ms_per_batch": database_cpu / DAYS * 1000,
-        "body_mb": len(bodies[0]) / 2**20,
+        "worker_cpu_ms_per_batch": worker_cpu / batches * 1000,
+        "database_cpu_ms_per_batch": database_cpu / batches * 1000,
+        "body_mb": len(bodies[0][0]) / 2**20,
+        "batch_ms": {"min": min(latencies), "median": statistics.median(latencies), "max": max(latencies)},
     }
     log(
         f"ingest, {clients} client(s): {result['points_per_s']:,.0f} points/s; CPU per batch: workers "
-        f"{result['worker_cpu_ms_per_batch']:.0f} ms, PostgreSQL {result['database_cpu_ms_per_batch']:.0f} ms"
+        f"{result['worker_cpu_ms_per_batch']:.0f} ms, PostgreSQL {result['database_cpu_ms_per_batch']:.0f} ms; "
+        f"a batch took {result['batch_ms']['min']:.0f}/{result['batch_ms']['median']:.0f}/"
+        f"{result['batch_ms']['max']:.0f} ms (min/median/max)"
     )
     return result
 
@@ -415,7 +430,7 @@ def run_series(db_url: str, service_env: dict) -> dict:
     floor = run_floor(db_url, values)
     with Gunicorn("wsgi:app", env=service_env, log_path=RESULTS / "gunicorn-series.log", every_worker=True) as server:
         one = run_ingest(server, db_url, values, 1, "NEM")
-        two = run_ingest(server, db_url, values, 2, "NEM2")
+        two = run_ingest(server, db_url, values, 2, "NEM.PAIR")
         stored = storage(db_url)
         log(f"storage: {stored['bytes_per_point']:.1f} bytes/point ({stored['chunk_rows']:,} chunks)")
         growth = run_growth(server, db_url)
