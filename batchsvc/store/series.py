@@ -146,28 +146,29 @@ _ABSENT = object()
 _TIME = itemgetter(0)
 
 
-# The time text each recent instant was written as, with its time code: loaders send the same
-# instants in the same form batch after batch (every series of a day shares them), so most
-# points are checked with one lookup. Bounded: cleared when full.
-_WRITTEN: dict[int, tuple[str, int]] = {}
+# The time text each recent instant was written as, with its microseconds and time code:
+# loaders send the same instants in the same form batch after batch (every series of a day
+# shares them), so most points are encoded with one lookup. Bounded: cleared when full.
+_WRITTEN: dict[datetime, tuple[int, str, int]] = {}
 _WRITTEN_MAX = 32_768
 
 
-def _time_code(text, t: int) -> int:
-    """The time part of a point's code (T_OTHER's when `t` does not render as `text`), remembered."""
+def _timing(text, instant: datetime) -> tuple[int, int]:
+    """(t, the time part of the point's code) of an instant not seen written as `text`."""
+    t = (instant - EPOCH) // US
     when, quarters = time_kind(text, t)
     code = encode_code(0, when, quarters)
     if when != T_OTHER:
         if len(_WRITTEN) >= _WRITTEN_MAX:
             _WRITTEN.clear()
-        _WRITTEN[t] = (text, code)
-    return code
+        _WRITTEN[instant] = (t, text, code)
+    return t, code
 
 
 def encode_series(writes: dict[str, DataWrites]) -> dict[tuple[str, str], list[Point]]:
     """Every series of a batch, (object, property) -> its points in time order.
 
-    The batch's hot loop, one pass per observation; a time text seen before for that instant
+    The batch's hot loop, one pass per observation; an instant seen before written the same way
     costs one lookup, any other is rendered from the instant and compared (`time_kind`)."""
     out = {}
     written = _WRITTEN
@@ -176,19 +177,20 @@ def encode_series(writes: dict[str, DataWrites]) -> dict[tuple[str, str], list[P
         by_prop: dict[str, list[Point]] = {}
         last_prop, append = None, None
         for (prop, instant), observation in data.points.items():
-            t = (instant - EPOCH) // US
+            text = observation.get("time")
+            seen = written.get(instant)
+            if seen is not None and seen[1] == text:
+                t, timing = seen[0], seen[2]
+            else:
+                t, timing = _timing(text, instant)
             value = observation.get("value", _ABSENT)
             kind = type(value)
             if kind is float:
-                code = V_FLOAT
+                code = V_FLOAT + timing
             elif kind is int and -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
-                code = V_INT
+                code = V_INT + timing
             else:
-                code, value = V_OTHER, None
-            text = observation.get("time")
-            seen = written.get(t)
-            timing = seen[1] if seen is not None and seen[0] == text else _time_code(text, t)
-            code += timing
+                code, value = V_OTHER + timing, None
             extra = None
             if code % 3 == V_OTHER or timing == other or len(observation) != 2:
                 timed = timing != other
