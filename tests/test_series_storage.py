@@ -13,7 +13,7 @@ import signal
 import struct
 import threading
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from urllib.parse import quote
 
 import orjson
@@ -27,6 +27,8 @@ from support.scratch import alembic_config, server_url
 from batchsvc import create_app
 from batchsvc.config import normalise_database_url
 from batchsvc.core.times import parse_instant
+from batchsvc.core.typed import DataWrites
+from batchsvc.store import series as series_store
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FIVE_MINUTES = timedelta(minutes=5)
@@ -293,6 +295,52 @@ def test_the_same_instant_written_two_ways_is_one_observation(client):
     post(client, [{"_id": "SAME", "PRICE": series([{"time": "2024-01-01T12:00:00Z", "value": 1}])}])
     post(client, [{"_id": "SAME", "PRICE": series([{"time": "2024-01-01T13:00:00+01:00", "value": 2}])}])
     assert points(client, "SAME:PRICE") == [{"time": "2024-01-01T13:00:00+01:00", "value": 2}]
+
+
+def random_time_text(rng: random.Random, instant: datetime) -> str:
+    """`instant` written one of the ways loaders write times, right or (rarely) wrong."""
+    offset = timedelta(minutes=15 * rng.randint(-56, 56))
+    local = instant.astimezone(timezone(offset))
+    forms = [
+        instant.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        instant.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        instant.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        local.isoformat(),
+        local.replace(tzinfo=None).isoformat(),
+        local.date().isoformat(),
+        instant.strftime("%Y%m%dT%H%M%SZ"),
+        (instant + timedelta(seconds=rng.choice([1, 3600, 86400]))).strftime("%Y-%m-%dT%H:%M:%SZ"),  # another instant
+        "x",
+    ]
+    return rng.choice(forms)
+
+
+def test_encoded_points_decode_to_the_observations_sent():
+    """The point codec alone, on any pairing of instant and text the store could be handed:
+    whatever it does not recognise exactly it keeps as sent."""
+    rng = random.Random(9)
+    start = datetime(1999, 12, 31, tzinfo=UTC)
+    sent = {}
+    for _ in range(3000):
+        instant = start + timedelta(
+            microseconds=rng.randrange(0, 400 * 86_400 * 10**6, rng.choice([1, 10**6, 300 * 10**6]))
+        )
+        observation = {"time": random_time_text(rng, instant)}
+        value = rng.choice([rng.random() * 100, rng.randint(-(2**53), 2**53), 2**60, "n/a", None, True, [1], None])
+        if rng.random() < 0.9:
+            observation["value"] = value
+        if rng.random() < 0.1:
+            observation["flag"] = rng.choice(["E", {"checked": True}, 0.5])
+        sent[("P", instant)] = observation
+    encoded = series_store.encode_series({"OBJ": DataWrites(points=sent)})[("OBJ", "P")]
+    times = [point[0] for point in encoded]
+    vals = [None if point[2] is None else float(point[2]) for point in encoded]  # float8, as the database returns them
+    codes = [point[1] for point in encoded]
+    extras = orjson.dumps({str(point[0]): point[3] for point in encoded if point[3] is not None}).decode()
+    decoded = series_store.observations(times, vals, codes, extras, 0, len(encoded))
+    expected = [sent[key] for key in sorted(sent, key=lambda key: key[1])]
+    assert decoded == expected
+    assert all(type(a.get("value")) is type(b.get("value")) for a, b in zip(decoded, expected, strict=True))
 
 
 # --- spans and reads across chunks -------------------------------------------------------------------------
