@@ -297,6 +297,23 @@ def test_the_same_instant_written_two_ways_is_one_observation(client):
     assert points(client, "SAME:PRICE") == [{"time": "2024-01-01T13:00:00+01:00", "value": 2}]
 
 
+def test_times_past_the_ends_of_the_utc_calendar_are_element_failures(client, db_url):
+    summary = post(
+        client,
+        [
+            {"_id": "OK", "PRICE": series([{"time": "0001-01-01T00:30:00Z", "value": 1}])},
+            {"_id": "EARLY", "PRICE": series([{"time": "0001-01-01T00:30:00+01:00", "value": 1}])},
+            {"_id": "LATE", "E": [{"_type": "VarEvent", "_id": "e", "eventtime": "9999-12-31T23:30:00-01:00"}]},
+        ],
+    )
+    assert summary["summary"]["failures"] == {
+        "EARLY": "property 'PRICE': observation #0 time '0001-01-01T00:30:00+01:00' is outside the years 1 to 9999 in UTC",
+        "LATE": "property 'E': event 'e' eventtime '9999-12-31T23:30:00-01:00' is outside the years 1 to 9999 in UTC",
+    }
+    assert points(client, "OK:PRICE") == [{"time": "0001-01-01T00:30:00Z", "value": 1}]
+    assert db_rows(db_url, "SELECT object_id FROM series") == [("OK",)]
+
+
 def random_time_text(rng: random.Random, instant: datetime) -> str:
     """`instant` written one of the ways loaders write times, right or (rarely) wrong."""
     offset = timedelta(minutes=15 * rng.randint(-56, 56))

@@ -32,7 +32,10 @@ def parse_time(value, what: str) -> tuple[datetime, str]:
         moment = parse_instant(value)
     except ValueError:
         raise InvalidData(f"{what} {value[:40]!r} is not an ISO-8601 date or date-time") from None
-    return moment.astimezone(UTC), moment.date().isoformat()
+    try:
+        return moment.astimezone(UTC), moment.date().isoformat()
+    except OverflowError:  # e.g. 0001-01-01T00:30+01:00, before the first UTC instant
+        raise InvalidData(f"{what} {value[:40]!r} is outside the years 1 to 9999 in UTC") from None
 
 
 def parse_date(value, what: str) -> date:
@@ -110,10 +113,10 @@ def _series(prop: str, value: dict, data: DataWrites) -> dict:
             raise InvalidData(f"property {prop!r}: observation #{index} has no time")
         try:
             moment = parse_instant(observation["time"])
-        except (AttributeError, TypeError, ValueError):  # parse_time says why
+            points[(prop, moment.astimezone(UTC))] = observation
+        except (AttributeError, TypeError, ValueError, OverflowError):  # parse_time says why
             parse_time(observation["time"], f"property {prop!r}: observation #{index} time")
             raise
-        points[(prop, moment.astimezone(UTC))] = observation
         if moment.date() != last_date:
             last_date = moment.date()
             dates.append(("series", last_date.isoformat(), prop))

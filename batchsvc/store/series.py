@@ -134,8 +134,12 @@ def time_kind(text, t: int) -> tuple[int, int]:
         if found is not None:
             kind, offset = found
             quarters, rest = divmod(offset, QUARTER_US)
-            if not rest and -MAX_QUARTERS <= quarters <= MAX_QUARTERS and render_time(t, kind, offset) == text:
-                return kind, quarters
+            if not rest and -MAX_QUARTERS <= quarters <= MAX_QUARTERS:
+                try:
+                    if render_time(t, kind, offset) == text:
+                        return kind, quarters
+                except ValueError:  # a local time past the calendar's ends: kept as written
+                    pass
     return T_OTHER, 0
 
 
