@@ -602,16 +602,40 @@ def test_migration_carries_series_points_over_and_back(migration_database):
         )
         assert response.status_code == 200, response.get_data(as_text=True)
         assert response.get_json()["data"] == expected, (object_id, prop, environment)
-    # written after the migration, read with the rest
-    post(
-        client,
-        [{"_id": "M1", "PRICE": series([{"time": "2021-07-08", "value": 13.5}])}],
-        headers=auth(tenant="tenant-m"),
-    )
+    # written after the migration in every form the codes know, read with the rest
+    forms = [
+        {"time": "2021-07-08", "value": 13.5},
+        {"time": "2021-07-09T10:00:00.123456+05:45", "value": 1},
+        {"time": "2021-07-10T10:00:00-05:00", "value": -0.25, "flag": "E"},
+        {"time": "2021-07-11T10:00:00.120Z", "value": 2.0},
+        {"time": "2021-07-12T10:00:00", "value": 3},
+        {"time": "2021-07-13T10:00Z", "value": 4},
+    ]
+    written = [(observation, parse_instant(observation["time"])) for observation in forms]
+    post(client, [{"_id": "NEW", "PRICE": series(forms)}], headers=auth(tenant="tenant-m"))
     app.extensions["batchsvc"].database.dispose()
+    # a date and a naive time written at an offset (as in a series' own zone) render back at it
+    for kind, quarters, text, instant in (
+        (series_store.T_DATE, 8, "2021-07-14", parse_instant("2021-07-13T22:00:00Z")),
+        (series_store.T_NAIVE, -20, "2021-07-15T01:02:03.000004", parse_instant("2021-07-15T06:02:03.000004Z")),
+    ):
+        db_rows(
+            migration_database,
+            """INSERT INTO series_chunks (tenant_key, series_id, day, times, vals, codes)
+               SELECT tenant_key, id, %s, ARRAY[%s::int8], ARRAY[1.5::float8], ARRAY[%s::int2] FROM series
+               WHERE object_id = 'NEW'""",
+            (
+                instant.date(),
+                (instant - EPOCH) // timedelta(microseconds=1),
+                series_store.encode_code(series_store.V_FLOAT, kind, quarters),
+            ),
+        )
+        written.append(({"time": text, "value": 1.5}, instant))
+    written.sort(key=lambda pair: pair[1])
 
     command.downgrade(config, "0003")
     after = old_rows(migration_database)
-    added = [row for row in after if row[4] == datetime(2021, 7, 8, tzinfo=UTC)]
-    assert [row[5] for row in added] == ['{"time": "2021-07-08", "value": 13.5}']
+    added = [row for row in after if row[2] == "NEW"]
+    assert [(orjson.loads(row[5]), row[4]) for row in added] == written
+    assert [type(orjson.loads(row[5])["value"]) for row in added] == [type(o["value"]) for o, _ in written]
     assert [row for row in after if row not in added] == before
