@@ -217,14 +217,15 @@ def encode_series(writes: dict[str, DataWrites]) -> dict[tuple[str, str], list[P
 
 def pick_span(points: list[Point]) -> str:
     """The chunk span of a new series, from the points it is first written with: a day for data
-    at least every two hours, a year for data at most weekly, a month in between. A single point
+    spaced (median gap) under two hours, a month under five days, a year beyond. A single point
     is taken as daily when it is a date or a UTC midnight, as intraday otherwise. A guess that
     turns out wrong costs space or rewrites, never correctness."""
     if len(points) == 1:
         t, code = points[0][:2]
         return MONTH if t % DAY_US == 0 or _DECODED[code][1] == T_DATE else DAY
-    times = [point[0] for point in points]
-    gap = min(map(sub, times[1:], times))
+    times = [point[0] for point in points[:1025]]
+    gaps = sorted(map(sub, times[1:], times))
+    gap = gaps[(len(gaps) - 1) // 2]
     if gap < 2 * 3600 * SECOND_US:
         return DAY
     return MONTH if gap < 5 * DAY_US else YEAR

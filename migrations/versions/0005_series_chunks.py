@@ -28,7 +28,8 @@ INSERT INTO series (tenant_key, environment, object_id, property, span)
 SELECT t.key, p.environment, p.object_id, p.property,
        CASE WHEN p.n = 1 THEN CASE WHEN p.midnight OR p.dated THEN 'M' ELSE 'D' END
             WHEN p.gap < interval '2 hours' THEN 'D' WHEN p.gap < interval '5 days' THEN 'M' ELSE 'Y' END
-FROM (SELECT tenant, environment, object_id, property, count(*) AS n, min(gap) AS gap,
+FROM (SELECT tenant, environment, object_id, property, count(*) AS n,
+             percentile_disc(0.5) WITHIN GROUP (ORDER BY gap) AS gap,
              bool_and(time = date_trunc('day', time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') AS midnight,
              bool_and(point->>'time' ~ '^\d{4}-\d{2}-\d{2}$') AS dated
       FROM (SELECT tenant, environment, object_id, property, time, point,
