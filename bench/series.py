@@ -9,10 +9,11 @@ What is measured, in one run and one database (`batchsvc_bench`, or BATCHSVC_BEN
            five-minute points, 20 days appended; the rows' text is built in the timed part
   ingest   the same 20 day-batches POSTed to gunicorn (2 workers x 4 threads) by one client in
            day order; then by two clients at once, each for its own 100 series (two loaders)
-  storage  pg_total_relation_size (heap, indexes, TOAST) per stored point, service and floor
+  storage  pg_total_relation_size (heap, indexes, TOAST) per stored point, service (chunks,
+           series and tenant rows, after both ingest cases and their warm-up days) and floor
   growth   one day (288 points) appended to a series holding 3 years against one appended to
-           an empty series, alternately, median latency of each; and what the appends did to
-           series_chunks (rows inserted, updated)
+           an empty series, in turns, median latency of each; and whether the long series'
+           stored chunks are the same tuples afterwards (none read into a new version)
   reads    through the API: one day of the 3-year series; a year of a 10-year daily series;
            last(1) of the 3-year series
   curves, events   batches of 100 curves (24 contracts) and of 100 objects x 10 events, reported
