@@ -360,6 +360,22 @@ def test_encoded_points_decode_to_the_observations_sent():
     assert all(type(a.get("value")) is type(b.get("value")) for a, b in zip(decoded, expected, strict=True))
 
 
+def test_observations_handed_over_without_a_time_read_back_with_their_instant():
+    """What a positional series (values placed by a calendar) may hand the store."""
+    instants = [datetime(2022, 11, 1, tzinfo=UTC) + timedelta(minutes=30 * n, microseconds=n) for n in range(3)]
+    writes = {"OBJ": DataWrites(points={("P", t): {"value": float(n)} for n, t in enumerate(instants)})}
+    encoded = series_store.encode_series(writes)[("OBJ", "P")]
+    assert [point[3] for point in encoded] == [None, None, None]  # nothing extra to keep
+    decoded = series_store.observations(
+        [p[0] for p in encoded], [p[2] for p in encoded], [p[1] for p in encoded], None, 0, 3
+    )
+    assert decoded == [
+        {"time": "2022-11-01T00:00:00Z", "value": 0.0},
+        {"time": "2022-11-01T00:30:00.000001Z", "value": 1.0},
+        {"time": "2022-11-01T01:00:00.000002Z", "value": 2.0},
+    ]
+
+
 # --- spans and reads across chunks -------------------------------------------------------------------------
 
 

@@ -158,8 +158,13 @@ _WRITTEN_MAX = 32_768
 
 
 def _timing(text, instant: datetime) -> tuple[int, int]:
-    """(t, the time part of the point's code) of an instant not seen written as `text`."""
+    """(t, the time part of the point's code) of an instant not seen written as `text`.
+
+    An observation handed over without a time (a positional series' value) gets its instant
+    in the `...Z` form, so that it reads back with one."""
     t = (instant - EPOCH) // US
+    if text is _ABSENT:
+        return t, encode_code(0, T_Z)
     when, quarters = time_kind(text, t)
     code = encode_code(0, when, quarters)
     if when != T_OTHER:
@@ -181,7 +186,7 @@ def encode_series(writes: dict[str, DataWrites]) -> dict[tuple[str, str], list[P
         by_prop: dict[str, list[Point]] = {}
         last_prop, append = None, None
         for (prop, instant), observation in data.points.items():
-            text = observation.get("time")
+            text = observation.get("time", _ABSENT)
             seen = written.get(instant)
             if seen is not None and seen[1] == text:
                 t, timing = seen[0], seen[2]
