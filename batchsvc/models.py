@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, DateTime, Index, Integer, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    Double,
+    Identity,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -63,13 +76,50 @@ class DataRowKey:
     property: Mapped[str] = mapped_column(Text, primary_key=True, sort_order=-1)
 
 
-class SeriesPoint(DataRowKey, Base):
-    """One observation of a time series property; a series grows by rows, never rewritten."""
+class Tenant(Base):
+    """A tenant's compact surrogate: the integer that packed data rows carry instead of its text id."""
 
-    __tablename__ = "series_points"
+    __tablename__ = "tenants"
 
-    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
-    point: Mapped[dict] = mapped_column(JSONB)
+    tenant: Mapped[str] = mapped_column(String(256), primary_key=True)
+    key: Mapped[int] = mapped_column(Integer, Identity(), unique=True)
+
+
+class Series(Base):
+    """A time series property of an object, named by a compact id that its chunks carry.
+
+    `span` is how much time one chunk of it holds ('D' a UTC day, 'M' a month, 'Y' a year),
+    chosen from its points when it is first written (see store/series.py)."""
+
+    __tablename__ = "series"
+
+    tenant_key: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    object_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    property: Mapped[str] = mapped_column(Text, primary_key=True)
+    id: Mapped[int] = mapped_column(Integer, Identity())
+    span: Mapped[str] = mapped_column(String(1))
+
+    __table_args__ = (UniqueConstraint("tenant_key", "id"),)
+
+
+class SeriesChunk(Base):
+    """The observations of one series in one span (day, month or year), as parallel arrays.
+
+    `times` are microseconds since 1970-01-01 UTC, ascending; `vals` the numbers (NULL where an
+    observation's value is not a float64); `codes` how each time was written and each value typed
+    (one code when all share it); `extras` the rest of the observations that have more than a
+    time and a number, keyed by their time (store/series.py reads and writes this layout)."""
+
+    __tablename__ = "series_chunks"
+
+    tenant_key: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    times: Mapped[list[int]] = mapped_column(ARRAY(BigInteger))
+    vals: Mapped[list[float | None]] = mapped_column(ARRAY(Double))
+    codes: Mapped[list[int]] = mapped_column(ARRAY(SmallInteger))
+    extras: Mapped[dict | None] = mapped_column(JSONB)
 
 
 class Curve(DataRowKey, Base):

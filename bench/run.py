@@ -15,6 +15,8 @@ What is measured (all on loopback, gunicorn with the repository's gunicorn.conf.
            served the same way
   memory   peak RSS (VmHWM) of the worker that handled one 50,000-element batch, on a
            freshly started server
+  series   time series (bench/series.py): ingest over HTTP beside a COPY floor, bytes per
+           stored point, appending to a long series, reads, curves and events
 
 `--check` exits 1 when a target is missed; `--seconds` shortens the small-batch runs.
 
@@ -43,6 +45,7 @@ from pathlib import Path
 
 import orjson
 import requests
+import series as bench_series
 from harness import LOOPBACK, Gunicorn, connect, cpu_seconds
 from psycopg2.extras import execute_values
 from workload import (
@@ -521,8 +524,12 @@ def main(argv=None) -> int:
         bare = run_small(server, args.clients, args.seconds, "bare flask")
     with gunicorn("wsgi:app", "memory", service_env) as server:
         memory = run_memory(server)
+    series = bench_series.run_series(db_url, service_env)
 
     rows, checks = build_rows(floor, bulk, small, bare, memory, small_key)
+    series_rows, series_checks = bench_series.rows_and_checks(series)
+    rows += series_rows
+    checks += series_checks
     meta["duration_s"] = round(time.monotonic() - started, 1)
     meta["loadavg_at_end"] = os.getloadavg()[0]
     print_table(rows, meta)
@@ -540,6 +547,7 @@ def main(argv=None) -> int:
         "bulk": bulk,
         "small": {"batchsvc": small, "batchsvc_api_key": small_key, "bare_flask": bare},
         "memory": memory,
+        "series": series,
         "checks": checks,
     }  # fmt: skip
     options = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS

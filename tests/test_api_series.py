@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from conftest import auth, db_rows
+from conftest import SERIES_POINTS, auth, db_rows
 
 
 def post(client, body, *, query=""):
@@ -33,7 +33,7 @@ def observations(client, ref) -> list[tuple]:
 def stored_instants(db_url, object_id) -> list[datetime]:
     return [
         row[0]
-        for row in db_rows(db_url, "SELECT time FROM series_points WHERE object_id = %s ORDER BY time", (object_id,))
+        for row in db_rows(db_url, f"SELECT time FROM {SERIES_POINTS} WHERE object_id = %s ORDER BY time", (object_id,))
     ]
 
 
@@ -198,7 +198,7 @@ def test_misaligned_time_with_atomic_writes_nothing(client, db_url):
     assert response.get_json()["summary"]["failures"] == {
         "BAD": "[9001] 2024-01-06T12:00:00Z does not align with calendar DAILY (property 'P', observation #0)"
     }
-    assert db_rows(db_url, "SELECT count(*) FROM series_points") == [(0,)]
+    assert db_rows(db_url, f"SELECT count(*) FROM {SERIES_POINTS}") == [(0,)]
 
 
 def test_series_without_a_calendar_take_any_time(client):
@@ -231,7 +231,7 @@ def test_positional_series_in_a_time_zone_across_dst(client, db_url):
     # half-hours step in absolute time: 00:30 GMT, then 02:00 BST
     assert observations(client, "LDN:HH") == [("2024-03-31T00:30:00+00:00", 1), ("2024-03-31T02:00:00+01:00", 2)]
     assert db_rows(
-        db_url, "SELECT property, time FROM series_points WHERE object_id = 'LDN' ORDER BY property, time"
+        db_url, f"SELECT property, time FROM {SERIES_POINTS} WHERE object_id = 'LDN' ORDER BY property, time"
     ) == [
         ("DAY", utc(2024, 3, 30)),
         ("DAY", utc(2024, 3, 31)),
@@ -337,4 +337,4 @@ def test_unknown_calendars_and_zones_and_positional_without_a_calendar_fail_the_
         failures["NOSTART"] == "property 'P': observation #0 has no time; values without a time need the series' start"
     )
     assert [o["_id"] for o in client.get("/api/object/v1/private", headers=auth()).get_json()] == ["OK"]
-    assert db_rows(db_url, "SELECT object_id, count(*) FROM series_points GROUP BY object_id") == [("OK", 1)]
+    assert db_rows(db_url, f"SELECT object_id, count(*) FROM {SERIES_POINTS} GROUP BY object_id") == [("OK", 1)]

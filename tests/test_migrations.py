@@ -17,7 +17,10 @@ from batchsvc.config import normalise_database_url
 from batchsvc.db import Base
 
 DATABASE = "batchsvc_migr_a"
-TENANT_WIDE = {"api_keys"}
+TENANT_WIDE = {"api_keys", "tenants"}
+# Packed series rows start with the tenant's compact surrogate (tenants.key), then what names
+# the series within the tenant: its environment (series), or its id, which belongs to one (chunks).
+SURROGATE_KEYED = {"series": ["tenant_key", "environment"], "series_chunks": ["tenant_key", "series_id"]}
 
 
 @pytest.fixture
@@ -54,7 +57,7 @@ def test_upgrade_matches_models_and_downgrade_removes_everything(empty_database)
         # tenant-wide tables (API keys work in every environment) start with the tenant.
         inspector = inspect(engine)
         for table in Base.metadata.tables:
-            key = ["tenant"] if table in TENANT_WIDE else ["tenant", "environment"]
+            key = ["tenant"] if table in TENANT_WIDE else SURROGATE_KEYED.get(table, ["tenant", "environment"])
             assert inspector.get_pk_constraint(table)["constrained_columns"][: len(key)] == key, table
 
         command.downgrade(config, "base")

@@ -1,7 +1,7 @@
 """Typed data inside objects (SPEC §3, §6): series, curves, matrices and event lists.
 
 Written through POST /api/batch, read back through /api/data/…, /api/event/… and the
-object route; invalid data lands in summary.failures; a large series grows by rows only.
+object route; invalid data lands in summary.failures; a large series grows by chunks only.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import pytest
 from conftest import assert_error, auth, connect, db_rows, make_token, start_live_server, truncate
 
 EMPTY_SUMMARY = {"curves": {}, "series": {}, "matrix": {}, "events": {}, "failures": {}}
-DATA_TABLES = ("series_points", "curves", "matrices", "events")
+DATA_TABLES = ("curves", "matrices", "events")
+SERIES_POINTS = "series points"  # observations stored in series_chunks
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -68,9 +69,20 @@ def curve(ondate, contracts, **extra):
     }
 
 
+def stored_points(db_url, object_id=None) -> int:
+    """Observations stored in series chunks (of one object, or all)."""
+    return db_rows(
+        db_url,
+        """SELECT coalesce(sum(cardinality(c.times)), 0) FROM series_chunks c
+           JOIN series s ON s.tenant_key = c.tenant_key AND s.id = c.series_id
+           WHERE %(object_id)s::text IS NULL OR s.object_id = %(object_id)s""",
+        {"object_id": object_id},
+    )[0][0]
+
+
 def data_rows(db_url, object_id=None) -> dict[str, int]:
-    """Row counts of every data table (for one object, or all)."""
-    counts = {}
+    """Stored series points and row counts of the other data tables (for one object, or all)."""
+    counts = {SERIES_POINTS: stored_points(db_url, object_id)}
     for table in DATA_TABLES:
         if object_id is None:
             counts[table] = db_rows(db_url, f"SELECT count(*) FROM {table}")[0][0]
@@ -79,7 +91,7 @@ def data_rows(db_url, object_id=None) -> dict[str, int]:
     return counts
 
 
-NO_ROWS = dict.fromkeys(DATA_TABLES, 0)
+NO_ROWS = dict.fromkeys((SERIES_POINTS, *DATA_TABLES), 0)
 
 
 # --- a mixed batch: summary, message, reads ---------------------------------------------------
@@ -324,7 +336,7 @@ def test_series_merge_over_batches_replace_and_range(client, db_url):
             {"time": "2021-07-05T12:00:00Z", "value": 5},
         ],
     }
-    assert db_rows(db_url, "SELECT count(*) FROM series_points WHERE object_id = 'S'") == [(5,)]
+    assert stored_points(db_url, "S") == 5
     obj = get_object(client, "S")
     assert obj["_version"] == 3 and obj["other"] == "kept"
     assert obj["PRICE"] == {
@@ -364,7 +376,7 @@ def test_series_merge_over_batches_replace_and_range(client, db_url):
     after = data(client, "S:PRICE")
     assert after["data"] == [{"time": "2021-08-01", "value": 99}]
     assert "_replace" not in after and "_replace" not in get_object(client, "S")["PRICE"]
-    assert db_rows(db_url, "SELECT count(*) FROM series_points WHERE object_id = 'S'") == [(1,)]
+    assert stored_points(db_url, "S") == 1
 
 
 @pytest.mark.parametrize(
@@ -421,9 +433,9 @@ def test_replacing_an_object_wipes_its_data(client, db_url):
             ]
         },
     )
-    assert data_rows(db_url, "W") == {"series_points": 1, "curves": 1, "matrices": 0, "events": 1}
+    assert data_rows(db_url, "W") == {SERIES_POINTS: 1, "curves": 1, "matrices": 0, "events": 1}
     posted(client, {"elements": [{"_id": "W", "_replace": True, "PRICE": series([("2021-07-02", 2)])}]})
-    assert data_rows(db_url, "W") == {"series_points": 1, "curves": 0, "matrices": 0, "events": 0}
+    assert data_rows(db_url, "W") == {SERIES_POINTS: 1, "curves": 0, "matrices": 0, "events": 0}
     assert data(client, "W:PRICE")["data"] == [{"time": "2021-07-02", "value": 2}]
     data(client, "W:FWD", status=404)
     assert set(get_object(client, "W")) >= {"PRICE"} and "FWD" not in get_object(client, "W")
@@ -711,7 +723,7 @@ def test_invalid_typed_data_is_an_element_failure(client, db_url, case):
     }
     read(client, "/api/object/v1/private/BAD", status=404)
     assert data_rows(db_url, "BAD") == NO_ROWS
-    assert data_rows(db_url, "GOOD") == {"series_points": 1, "curves": 1, "matrices": 0, "events": 0}
+    assert data_rows(db_url, "GOOD") == {SERIES_POINTS: 1, "curves": 1, "matrices": 0, "events": 0}
     if label.startswith("ev"):  # the top-level event wrote nothing into GOOD either
         assert "OUTAGES" not in get_object(client, "GOOD")
     assert get_object(client, "GOOD")["_version"] == 1
@@ -797,12 +809,12 @@ def test_repost_is_a_replay_that_applies_nothing(client, db_url):
         return db_rows(
             db_url,
             """
-        SELECT 'o', xmin::text FROM objects UNION ALL SELECT 's', xmin::text FROM series_points
+        SELECT 'o', xmin::text FROM objects UNION ALL SELECT 's', xmin::text FROM series_chunks
         UNION ALL SELECT 'c', xmin::text FROM curves UNION ALL SELECT 'e', xmin::text FROM events ORDER BY 1, 2""",
         )
 
     before = versions()
-    assert len(before) == 1 + 2 + 1 + 2
+    assert len(before) == 1 + 1 + 1 + 2  # the object, one chunk holding both points, a curve, two events
     again = post(client, batch)
     assert again.status_code == 200
     assert again.get_json() == first
@@ -892,7 +904,7 @@ def test_data_routes_are_per_environment(client):
     assert data(client, "ENV:PRICE", headers=staging)["data"] == [{"time": "2021-07-01", "value": 1}]
 
 
-# --- a large series grows by rows only --------------------------------------------------------------
+# --- a large series grows by chunks only --------------------------------------------------------------
 
 SEED_POINTS = 200_000
 NEW_POINTS = 1_000
@@ -929,7 +941,7 @@ def _table_stats(db_url) -> dict:
         db_url,
         """
         SELECT n_tup_ins, n_tup_upd, n_tup_del, n_tup_hot_upd, seq_scan
-        FROM pg_stat_user_tables WHERE relname = 'series_points'""",
+        FROM pg_stat_user_tables WHERE relname = 'series_chunks'""",
     )[0]
     return dict(zip(("ins", "upd", "del", "hot_upd", "seq_scan"), row, strict=True))
 
@@ -949,33 +961,48 @@ def _quiet(db_url, sql, params=()) -> list[tuple]:
     return rows
 
 
-def _old_rows_fingerprint(db_url, before) -> tuple:
+def _old_chunks_fingerprint(db_url, before) -> tuple:
+    """The stored chunks of BIG before day `before`: count, and a digest of where each lies
+    (ctid), which transaction wrote it (xmin) and what it holds."""
     return _quiet(
         db_url,
         """
-        SELECT count(*), md5(string_agg(ctid::text || '/' || xmin::text || '/' || md5(point::text), ',' ORDER BY time))
-        FROM series_points WHERE object_id = 'BIG' AND time < %s""",
+        SELECT count(*), md5(string_agg(c.ctid::text || '/' || c.xmin::text || '/' || md5(c.times::text || c.vals::text),
+                                        ',' ORDER BY c.day))
+        FROM series_chunks c JOIN series s ON s.tenant_key = c.tenant_key AND s.id = c.series_id
+        WHERE s.object_id = 'BIG' AND c.day < %s""",
         (before,),
     )[0]
 
 
+# An hourly series (span: one UTC day per chunk) of SEED_POINTS points, written straight in the
+# chunk layout: integer values (code 1: int, ...Z time), times in microseconds since 1970.
 SEED_SQL = """
 INSERT INTO objects (tenant, environment, id, doc, version, created, updated, "user", batch)
 VALUES ('tenant-a', 'production', 'BIG',
         '{"_type": "#Object", "PRICE": {"_type": "VarTimeSeries", "calendar": "hourly", "units": "EUR"}}',
         1, now(), now(), 'seed@example.com', 'seed');
-INSERT INTO series_points (tenant, environment, object_id, property, time, point)
-SELECT 'tenant-a', 'production', 'BIG', 'PRICE', t,
-       jsonb_build_object('time', to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), 'value', n)
-FROM generate_series(0, %(n)s - 1) AS n, LATERAL (SELECT %(epoch)s::timestamptz + n * interval '1 hour' AS t) AS x;
+INSERT INTO tenants (tenant) VALUES ('tenant-a') ON CONFLICT DO NOTHING;
+INSERT INTO series (tenant_key, environment, object_id, property, span)
+SELECT key, 'production', 'BIG', 'PRICE', 'D' FROM tenants WHERE tenant = 'tenant-a';
+INSERT INTO series_chunks (tenant_key, series_id, day, times, vals, codes)
+SELECT s.tenant_key, s.id, p.day, array_agg(p.t ORDER BY p.t), array_agg(p.n::float8 ORDER BY p.t), '{1}'
+FROM series s,
+     LATERAL (SELECT n, (%(epoch_us)s + n * 3600000000)::int8 AS t,
+                     (%(epoch)s::timestamptz + n * interval '1 hour')::date AS day
+              FROM generate_series(0, %(n)s - 1) AS n) AS p
+WHERE s.object_id = 'BIG'
+GROUP BY s.tenant_key, s.id, p.day;
 """
 
 
 def test_appending_to_a_large_series_does_not_rewrite_it(client, app, db_url):
-    _quiet(db_url, SEED_SQL, {"n": SEED_POINTS, "epoch": EPOCH})
+    epoch_us = (EPOCH - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    _quiet(db_url, SEED_SQL, {"n": SEED_POINTS, "epoch": EPOCH, "epoch_us": epoch_us})
     first_new = EPOCH + timedelta(hours=SEED_POINTS)
-    old_before = _old_rows_fingerprint(db_url, first_new)
-    assert old_before[0] == SEED_POINTS
+    old_before = _old_chunks_fingerprint(db_url, first_new.date())
+    seed_chunks = -(-SEED_POINTS // 24)
+    assert old_before[0] == seed_chunks - 1  # every chunk but the last, which the new points share
     _flush_app_stats(app, db_url)
     stats_before = _table_stats(db_url)
 
@@ -989,33 +1016,35 @@ def test_appending_to_a_large_series_does_not_rewrite_it(client, app, db_url):
         },
     )
 
-    # table statistics of the app's work alone: 1,000 inserts, no update, no delete, no sequential scan
+    # table statistics of the app's work alone: one new chunk per new day, one update (the stored
+    # day the new points begin in), no delete, no sequential scan
+    days = sorted({t.date().isoformat() for t in times})
+    new_chunks = len(days) - 1
     _flush_app_stats(app, db_url)
     deadline = time.monotonic() + 5
     while True:
         stats_after = _table_stats(db_url)
-        if stats_after["ins"] - stats_before["ins"] >= NEW_POINTS or time.monotonic() > deadline:
+        if stats_after["ins"] - stats_before["ins"] >= new_chunks or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     delta = {k: stats_after[k] - stats_before[k] for k in stats_after}
-    assert delta == {"ins": NEW_POINTS, "upd": 0, "del": 0, "hot_upd": 0, "seq_scan": 0}
+    assert delta["hot_upd"] in (0, 1)  # the rewritten chunk may stay on its page
+    assert {k: v for k, v in delta.items() if k != "hot_upd"} == {"ins": new_chunks, "upd": 1, "del": 0, "seq_scan": 0}
 
-    days = sorted({t.date().isoformat() for t in times})
     assert summary["summary"]["series"] == {day: ["BIG:PRICE"] for day in days}
     assert summary["message"] == f"Updated 1 object, 1 series for {days[0]} to {days[-1]}"
-    assert db_rows(db_url, "SELECT count(*) FROM series_points WHERE object_id = 'BIG'") == [
-        (SEED_POINTS + NEW_POINTS,)
-    ]
-    # the stored rows are physically untouched: same tuple (ctid), same writing transaction (xmin), same content
-    assert _old_rows_fingerprint(db_url, first_new) == old_before
-    # the new rows came from one transaction that wrote nothing else in the table
+    assert stored_points(db_url, "BIG") == SEED_POINTS + NEW_POINTS
+    # the stored chunks before the first new day are physically untouched: same tuple (ctid),
+    # same writing transaction (xmin), same content
+    assert _old_chunks_fingerprint(db_url, first_new.date()) == old_before
+    # the new and the one merged chunk came from one transaction that wrote nothing else in the table
     assert db_rows(
         db_url,
         """
-        SELECT count(*) FROM series_points
-        WHERE xmin::text = (SELECT xmin::text FROM series_points WHERE object_id = 'BIG' AND time = %s)""",
-        (first_new,),
-    ) == [(NEW_POINTS,)]
+        SELECT count(*) FROM series_chunks
+        WHERE xmin::text = (SELECT xmin::text FROM series_chunks WHERE day = %s)""",
+        (first_new.date(),),
+    ) == [(new_chunks + 1,)]
 
     last = data(client, "BIG:PRICE", _range="last(2)")
     assert last == {
@@ -1029,6 +1058,12 @@ def test_appending_to_a_large_series_does_not_rewrite_it(client, app, db_url):
         {"time": "2000-01-01T00:00:00Z", "value": 0},
         {"time": "2000-01-01T01:00:00Z", "value": 1},
         {"time": "2000-01-01T02:00:00Z", "value": 2},
+    ]
+    # the day the new points began in holds both: the seeded hours, then the appended ones
+    boundary = data(client, "BIG:PRICE", _range=f"between({first_new.date()}T00:00:00Z,{first_new.date()}T23:59:59Z)")
+    assert [p["value"] for p in boundary["data"]] == [
+        *range(SEED_POINTS - SEED_POINTS % 24, SEED_POINTS),
+        *range(0, -(24 - SEED_POINTS % 24), -1),
     ]
     assert get_object(client, "BIG")["_version"] == 2
 

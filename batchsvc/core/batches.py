@@ -442,7 +442,7 @@ def _merge_stored_curves(store: BatchStore, writes: Writes, *, replaced: set[str
 
 def _record_data(builder: SummaryBuilder, writes: Writes) -> None:
     for object_id, data in writes.data.items():
-        for kind, day, prop in data.dates:
+        for kind, day, prop in set(data.dates):  # a day of points names its series once
             builder.touched(kind, day, f"{object_id}:{prop}")
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, tzinfo
+from functools import lru_cache
 
 
+@lru_cache(maxsize=16_384)
 def parse_instant(text: str, zone: tzinfo = UTC) -> datetime:
     """An aware datetime from an ISO-8601 date or date-time ('Z' or an offset; naive = a clock
     time in `zone`, UTC unless told).
 
-    Raises ValueError when `text` is not one; callers say where it came from."""
+    Raises ValueError when `text` is not one; callers say where it came from. Remembered: a
+    series batch names the same instants once for each of its series (a day of 5-minute
+    prices for 100 objects parses 288 texts, not 28,800)."""
     moment = datetime.fromisoformat(text.strip())
     if moment.tzinfo:
         return moment

@@ -33,9 +33,12 @@ def parse_time(value, what: str) -> tuple[datetime, str]:
         raise InvalidData(f"{what} must be an ISO-8601 date or date-time string")
     try:
         moment = parse_instant(value)
-        return moment.astimezone(UTC), moment.date().isoformat()
-    except (ValueError, OverflowError):  # an offset can push year 1 or 9999 out of range
+    except ValueError:
         raise InvalidData(f"{what} {value[:40]!r} is not an ISO-8601 date or date-time") from None
+    try:
+        return moment.astimezone(UTC), moment.date().isoformat()
+    except OverflowError:  # e.g. 0001-01-01T00:30+01:00, before the first UTC instant
+        raise InvalidData(f"{what} {value[:40]!r} is outside the years 1 to 9999 in UTC") from None
 
 
 def parse_date(value, what: str) -> date:
@@ -149,14 +152,18 @@ def _series(prop: str, value: dict, data: DataWrites) -> dict:
     if replace:
         data.wipe_props.add(prop)
     positions = _Positions(where, value, calendar, zone)
+    # The hot loop of a series load: a run of observations on one date records that date once.
+    points, dates, last_day = data.points, data.dates, None
     for index, observation in enumerate(observations):
         try:
             moment, observation = _observation(where, index, observation, calendar, zone, positions)
-            instant, day = moment.astimezone(UTC), moment.astimezone(zone).date().isoformat()
+            instant, day = moment.astimezone(UTC), moment.astimezone(zone).date()
         except OverflowError:
             raise InvalidData(f"{where}: observation #{index} falls outside the years 1 to 9999") from None
-        data.points[(prop, instant)] = observation
-        data.dates.append(("series", day, prop))
+        points[(prop, instant)] = observation
+        if day != last_day:
+            last_day = day
+            dates.append(("series", day.isoformat(), prop))
     return _header(value)
 
 

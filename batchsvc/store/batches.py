@@ -10,6 +10,7 @@ from batchsvc.core.identity import Scope
 from batchsvc.core.objects import ObjectWrite
 from batchsvc.core.summaries import Claimed
 from batchsvc.core.typed import DataWrites
+from batchsvc.store import series
 from batchsvc.store.transaction import TransactionCursor, int_array, prepared, text_array
 
 # --- Summaries -------------------------------------------------------------------------------
@@ -108,14 +109,8 @@ PREPARED = (LOCK_ID, CLAIM, STORE_SUMMARY, STORE_NEW_SUMMARY, MERGE_OBJECTS, REP
 
 # --- Typed data ------------------------------------------------------------------------------
 # Each table's rows go in one statement as parallel arrays: key columns as array literals, the
-# documents as one JSON array split by the server. No per-row SQL to build or to parse.
-_POINTS = """
-INSERT INTO series_points (tenant, environment, object_id, property, time, point)
-SELECT %(tenant)s, %(environment)s, v.o, v.p, v.k, v.d::jsonb
-FROM ROWS FROM (unnest(%(objects)s::text[]), unnest(%(props)s::text[]), unnest(%(keys)s::timestamptz[]),
-                json_array_elements(%(docs)s::json)) AS v(o, p, k, d)
-ON CONFLICT (tenant, environment, object_id, property, time) DO UPDATE SET point = excluded.point
-"""
+# documents as one JSON array split by the server. No per-row SQL to build or to parse. Series
+# are packed into chunks (store/series.py).
 _DATED = """
 INSERT INTO {table} (tenant, environment, object_id, property, ondate, doc)
 SELECT %(tenant)s, %(environment)s, v.o, v.p, v.k, v.d::jsonb
@@ -131,16 +126,12 @@ FROM ROWS FROM (unnest(%(objects)s::text[]), unnest(%(props)s::text[]), unnest(%
 ON CONFLICT (tenant, environment, object_id, property, event_id) DO UPDATE
 SET eventtime = excluded.eventtime, doc = excluded.doc
 """
-_DATA_TABLES = ("series_points", "curves", "matrices", "events")
+_DATA_TABLES = ("curves", "matrices", "events")
 _DELETE_DATA = {
     table: f"DELETE FROM {table} WHERE tenant = %(tenant)s AND environment = %(environment)s "
     "AND object_id = ANY(%(ids)s)"
     for table in _DATA_TABLES
 }
-_WIPE_SERIES = (
-    "DELETE FROM series_points WHERE tenant = %(tenant)s AND environment = %(environment)s "
-    "AND (object_id, property) IN (SELECT * FROM unnest(%(objs)s::text[], %(props)s::text[]))"
-)
 _STORED_CURVES = (
     "SELECT object_id, property, ondate, doc FROM curves WHERE tenant = %(tenant)s AND environment = %(environment)s "
     "AND (object_id, property, ondate) IN (SELECT * FROM unnest(%(o)s::text[], %(p)s::text[], %(d)s::date[]))"
@@ -243,16 +234,21 @@ class BatchStore:
         """Every data row of a batch: the wipes of replaced objects and series, then one
         statement per table, rows in key order."""
         if wiped_objects:
+            ids = sorted(wiped_objects)
             for table in _DATA_TABLES:
-                self._cursor.defer(_DELETE_DATA[table], {**self._scope, "ids": sorted(wiped_objects)})
+                self._cursor.defer(_DELETE_DATA[table], {**self._scope, "ids": ids})
+            self._cursor.defer(series.WIPE_OBJECTS, {**self._scope, "ids": ids})
         series_wipes = sorted((obj, prop) for obj, data in writes.items() for prop in data.wipe_props)
         if series_wipes:
             self._cursor.defer(
-                _WIPE_SERIES,
-                {**self._scope, "objs": [o for o, _ in series_wipes], "props": [p for _, p in series_wipes]},
+                series.WIPE_SERIES,
+                {
+                    **self._scope,
+                    "objects": text_array([o for o, _ in series_wipes]),
+                    "props": text_array([p for _, p in series_wipes]),
+                },
             )
-        points = [(o, p, instant, obs) for o, w in writes.items() for (p, instant), obs in w.points.items()]
-        self._upsert_rows(_POINTS, points)
+        series.write_series(self._cursor, self._scope, writes)
         curves = [(o, p, day, curve) for o, w in writes.items() for (p, day), (curve, _) in w.curves.items()]
         self._upsert_rows(_DATED.format(table="curves"), curves)
         matrices = [(o, p, day, matrix) for o, w in writes.items() for (p, day), matrix in w.matrices.items()]

@@ -15,7 +15,8 @@ from batchsvc.core.objects import DEFAULT_TYPE, OBJECT_FIELDS, OBJECT_SORTABLE
 from batchsvc.core.queries import INT, TEXT, ListQuery
 from batchsvc.core.summaries import SUMMARY_FIELDS
 from batchsvc.core.typed import DATA_TYPES
-from batchsvc.models import BatchSummary, Curve, Event, Matrix, SeriesPoint, StoredObject
+from batchsvc.models import BatchSummary, Curve, Event, Matrix, StoredObject
+from batchsvc.store import series
 from batchsvc.store.lists import Documents, Field, apply_list_query, source_clause
 
 _OBJECT_COLUMNS = {
@@ -177,14 +178,10 @@ class Reader:
         self, object_id: str, prop: str, *, start: datetime | None, end: datetime | None, last: int | None
     ) -> list[dict]:
         """Observations in time order, within [start, end), the newest `last` of them when given."""
-        query = select(SeriesPoint.point).where(*self._keyed(SeriesPoint, object_id, prop))
-        if start is not None:
-            query = query.where(SeriesPoint.time >= start)
-        if end is not None:
-            query = query.where(SeriesPoint.time < end)
-        if last:
-            return self.session.scalars(query.order_by(SeriesPoint.time.desc()).limit(last)).all()[::-1]
-        return self.session.scalars(query.order_by(SeriesPoint.time)).all()
+        scope = {"tenant": self.scope.tenant, "environment": self.scope.environment}
+        return series.read_points(
+            self.session.connection().connection, scope, object_id, prop, start=start, end=end, last=last
+        )
 
     def dated(self, kind: str, object_id: str, prop: str, day: date | None) -> tuple[date, dict] | None:
         """A curve's or matrix's (date, document) for `day`, or the latest without one."""
