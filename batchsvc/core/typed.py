@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
+from functools import lru_cache
 from itertools import islice
 
 from batchsvc.core.calendars import REGULAR_CALENDARS, Calendar, CalendarError, calendar_named, zone_named
@@ -155,16 +156,34 @@ def _series(prop: str, value: dict, data: DataWrites) -> dict:
     # The hot loop of a series load: a run of observations on one date records that date once.
     points, dates, last_day = data.points, data.dates, None
     for index, observation in enumerate(observations):
+        text = observation.get("time") if type(observation) is dict else None
         try:
-            moment, observation = _observation(where, index, observation, calendar, zone, positions)
-            instant, day = moment.astimezone(UTC), moment.astimezone(zone).date()
-        except OverflowError:
-            raise InvalidData(f"{where}: observation #{index} falls outside the years 1 to 9999") from None
+            placed = _placed(text, calendar, zone) if type(text) is str else None
+        except (ValueError, OverflowError):
+            placed = None  # the careful path below says what is wrong
+        if placed is not None and placed[2]:
+            instant, day = placed[0], placed[1]
+        else:
+            try:
+                moment, observation = _observation(where, index, observation, calendar, zone, positions)
+                instant, day = moment.astimezone(UTC), moment.astimezone(zone).date()
+            except OverflowError:
+                raise InvalidData(f"{where}: observation #{index} falls outside the years 1 to 9999") from None
         points[(prop, instant)] = observation
         if day != last_day:
             last_day = day
             dates.append(("series", day.isoformat(), prop))
     return _header(value)
+
+
+@lru_cache(maxsize=65_536)
+def _placed(text: str, calendar: Calendar, zone: tzinfo) -> tuple[datetime, date, bool]:
+    """(UTC instant, local date, whether it is on the calendar) of an explicit time text: the
+    series of one batch name the same instants again and again (100 series × 288 five-minute
+    times share 288 texts), so each is parsed and checked once."""
+    moment = parse_instant(text, zone)
+    on_calendar = not calendar.regular or calendar.aligned(moment, zone)
+    return moment.astimezone(UTC), moment.astimezone(zone).date(), on_calendar
 
 
 def _observation(
