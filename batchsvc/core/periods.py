@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from batchsvc.core import calendars
 from batchsvc.core.errors import InvalidInput
 
 # Named in every error a `_range` can get, and in the OpenAPI description of the parameter.
@@ -56,12 +56,11 @@ def _midnight(day: date, zone: tzinfo) -> datetime:
 
 
 def zone_named(name: str) -> tzinfo:
-    """An IANA time zone; InvalidInput when there is none of that name."""
+    """An IANA time zone for a `_range` (the same lookup as a series' `timezone`); InvalidInput
+    when there is none of that name."""
     try:
-        if not name or len(name) > 64 or name.startswith(("/", ".")) or ".." in name:
-            raise ValueError(name)
-        return ZoneInfo(name)
-    except (ValueError, ZoneInfoNotFoundError, OSError):
+        return calendars.zone_named(name or "")
+    except calendars.CalendarError:
         raise InvalidInput(
             f"_range: {name[:64]!r} is not an IANA time zone (e.g. Europe/London); expected {RANGE_FORMS}"
         ) from None
