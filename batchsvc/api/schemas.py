@@ -27,7 +27,7 @@ class VarBatchSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    _id = fields.String(data_key="_id", attribute="id", validate=validate.Regexp(BATCH_ID_PATTERN))
+    _id = fields.String(data_key="_id", attribute="id", allow_none=True, validate=validate.Regexp(BATCH_ID_PATTERN))
     _type = fields.String(
         data_key="_type", attribute="type", validate=validate.Equal("VarBatch", error='_type must be "VarBatch"')
     )
