@@ -1,0 +1,69 @@
+"""object history: superseded versions, per-batch change logs, prune watermarks (SPEC §12)
+
+Revision ID: 0006
+Revises: 0003
+Create Date: 2026-12-01 09:27:06.279039
+"""
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision = "0006"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "batch_changes",
+        sa.Column("tenant", sa.String(length=256), nullable=False),
+        sa.Column("environment", sa.String(length=64), nullable=False),
+        sa.Column("batch", sa.String(length=128), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("timestamp", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created", postgresql.ARRAY(sa.Text()), nullable=False),
+        sa.Column("updated", postgresql.ARRAY(sa.Text()), nullable=False),
+        sa.Column("removed", postgresql.ARRAY(sa.Text()), nullable=False),
+        sa.PrimaryKeyConstraint("tenant", "environment", "batch", "kind", name=op.f("pk_batch_changes")),
+    )
+    op.create_table(
+        "history_watermarks",
+        sa.Column("tenant", sa.String(length=256), nullable=False),
+        sa.Column("environment", sa.String(length=64), nullable=False),
+        sa.Column("pruned_before", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("tenant", "environment", name=op.f("pk_history_watermarks")),
+    )
+    op.create_table(
+        "object_versions",
+        sa.Column("tenant", sa.String(length=256), nullable=False),
+        sa.Column("environment", sa.String(length=64), nullable=False),
+        sa.Column("id", sa.String(length=256), nullable=False),
+        sa.Column("seq", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("doc", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("user", sa.Text(), nullable=False),
+        sa.Column("batch", sa.String(length=128), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("made_by", sa.String(length=128), nullable=False),
+        sa.Column("valid_from", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("valid_to", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("superseded_by", sa.String(length=128), nullable=False),
+        sa.Column("removed", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("tenant", "environment", "id", "seq", name=op.f("pk_object_versions")),
+    )
+    op.add_column("objects", sa.Column("reason", sa.Text(), nullable=True))
+    op.add_column("objects", sa.Column("restored_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("objects", sa.Column("restored_by", sa.String(length=128), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column("objects", "restored_by")
+    op.drop_column("objects", "restored_at")
+    op.drop_column("objects", "reason")
+    op.drop_table("object_versions")
+    op.drop_table("history_watermarks")
+    op.drop_table("batch_changes")
