@@ -1,4 +1,4 @@
-"""Batch routes: build info, submit a batch, list, get and delete summaries."""
+"""Batch routes: build info, submit a batch, list, get and delete summaries, roll a batch back."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from batchsvc.api.http import (
     settings,
 )
 from batchsvc.api.schemas import BatchSummarySchema, BuildInfoSchema
-from batchsvc.core import summaries
-from batchsvc.core.batches import REJECTED, REPLAYED, apply_batch, read_batch_request
+from batchsvc.core import history, summaries
+from batchsvc.core.batches import REJECTED, REPLAYED, apply_batch, parse_flag, read_batch_request
 from batchsvc.core.identity import READ, WRITE
 from batchsvc.core.queries import parse_list_query
 from batchsvc.core.summaries import WARNING
@@ -46,12 +46,17 @@ def submit():
         max_elements=config.max_elements,
         attempts=config.retry_attempts,
     )
-    summary = outcome.summary
     if outcome.kind == REPLAYED:
-        return json_response(summary, 200)
+        return json_response(outcome.summary, 200)
+    return _created(outcome, batch.id)
+
+
+def _created(outcome, batch_id: str):
+    """201 + summary + Location (+ x-odsl-failures when some elements failed); 422 when nothing was written."""
+    summary = outcome.summary
     if outcome.kind == REJECTED:
         return json_response(summary, 422, odsl_error(422, summary["message"]))
-    headers = {"Location": f"/api/batch/v1/{batch.id}"}
+    headers = {"Location": f"/api/batch/v1/{batch_id}"}
     if summary["status"] == WARNING:
         headers["x-odsl-failures"] = str(len(summary["summary"]["failures"]))
     return json_response(summary, 201, headers)
@@ -148,3 +153,22 @@ class SummaryInSource(MethodView):
     def delete(self, source, batch_id):
         """Delete a batch summary (the objects it wrote stay)"""
         return _delete(batch_id, source)
+
+
+@blp.route("/v1/<batch_id>/rollback", parameters=[docs.BATCH_ID])
+class BatchRollback(MethodView):
+    @blp.requires(WRITE)
+    @blp.doc(**docs.ROLLBACK)
+    @blp.response(201, BatchSummarySchema)
+    def post(self, batch_id):
+        """Undo what a batch changed (a batch of its own, service rollback)"""
+        caller = current_principal()
+        outcome = history.rollback_batch(
+            services().store.batch_transaction(scope(caller)),
+            caller,
+            batch_id,
+            force=parse_flag("_force", request.args.get("_force")),
+            reason=request.args.get("_reason"),
+            attempts=settings().retry_attempts,
+        )
+        return _created(outcome, outcome.summary["_id"])

@@ -77,7 +77,7 @@ _ENVELOPE_TEXT = {
 }
 
 
-def _flag(name: str, raw: str | None) -> bool:
+def parse_flag(name: str, raw: str | None) -> bool:
     if raw is None:
         return False
     value = raw.strip().lower()
@@ -136,7 +136,7 @@ def read_batch_request(
         found = first_bad_element(body, lambda element: check_shape(element, max_depth=MAX_DEPTH - 2))
         raise InvalidInput(f"body has {problem}" + (f" (element #{found[0]})" if found else ""))
     envelope = _envelope(body)
-    replace_all, all_or_nothing = _flag("_replace", replace), _flag("_atomic", atomic)
+    replace_all, all_or_nothing = parse_flag("_replace", replace), parse_flag("_atomic", atomic)
     reason = reason or envelope["reason"] or DEFAULT_REASON
     if len(reason) > MAX_TEXT_LENGTH:
         raise InvalidInput(f"_reason must be at most {MAX_TEXT_LENGTH} characters")

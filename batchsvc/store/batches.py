@@ -11,6 +11,7 @@ from batchsvc.core.identity import Scope
 from batchsvc.core.objects import ObjectWrite
 from batchsvc.core.summaries import Claimed
 from batchsvc.core.typed import DataWrites
+from batchsvc.store.history import HistoryWrites
 from batchsvc.store.transaction import TransactionCursor, prepared, text_array
 
 # --- Summaries -------------------------------------------------------------------------------
@@ -220,6 +221,7 @@ class BatchStore:
         self._cursor = cursor
         self._scope = {"tenant": scope.tenant, "environment": scope.environment}
         self.scope = scope
+        self.history = HistoryWrites(cursor, scope)  # rollbacks and object deletes (store/history.py)
 
     # summaries
     def lock_id(self, batch_id: str) -> None:
