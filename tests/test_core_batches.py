@@ -165,9 +165,7 @@ class FakeStore:
             if ident in self._t.objects
         }
 
-    def upsert_objects(
-        self, rows: list[ObjectWrite], *, user: str, batch_id: str, now: datetime, reason: str
-    ) -> None:
+    def upsert_objects(self, rows: list[ObjectWrite], *, user: str, batch_id: str, now: datetime, reason: str) -> None:
         self.hit("upsert_objects", rows=list(rows), user=user, batch_id=batch_id, now=now, reason=reason)
         if not rows:
             return

@@ -35,5 +35,7 @@ schema = schemathesis.openapi.from_wsgi(
 @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None)
 def test_documented_operations_never_5xx_and_match_their_schema(case, app, client):
     """Positive and negative examples, with a valid token: no 5xx, status, headers and body as documented."""
-    response = case.call(headers=auth(), app=app)
+    # schemathesis' WSGI transport asks for gzip but does not decompress: bodies over 1 KiB (a
+    # 422 summary with a long reason) would reach the schema check still compressed.
+    response = case.call(headers={**auth(), "Accept-Encoding": "identity"}, app=app)
     case.validate_response(response, checks=CHECKS, headers=auth())
