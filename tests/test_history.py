@@ -195,9 +195,9 @@ def test_unchanged_counts_with_merge_replace_and_data(client):
     assert failed["counts"]["objects"] == EMPTY
 
 
-def test_a_concurrent_batch_creating_the_same_object_makes_the_batch_retry_and_merge(db_url):
-    """Another session inserts X (not committed) while the batch's statement starts: the batch's
-    insert then meets the committed row it never saw, so it runs again and merges over it."""
+def test_a_concurrent_batch_creating_the_same_object_is_merged_into_and_archived(db_url):
+    """Another session inserts X (not committed) when the batch's upsert starts: the batch waits,
+    then merges over the row it never saw and archives it as version 1, like any update."""
     app = create_app({"database_url": db_url, "jwt_secret": SECRET})
     client = app.test_client()
     tenant = "tenant-race"

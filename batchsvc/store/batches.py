@@ -6,7 +6,6 @@ from datetime import date, datetime
 
 import orjson
 
-from batchsvc.core.errors import Retryable
 from batchsvc.core.identity import Scope
 from batchsvc.core.objects import ObjectWrite
 from batchsvc.core.summaries import Claimed
@@ -40,10 +39,9 @@ stored AS (
     SELECT %(tenant)s, %(environment)s, %(id)s, %(timestamp)s, %(name)s, %(user)s, %(status)s, %(source)s,
            %(body_hash)s,
            CASE WHEN counted.c IS NULL THEN %(doc)s
-                ELSE jsonb_set(%(doc)s, '{{counts,objects}}', (%(doc)s #> '{{counts,objects}}') || (counted.c - 'raced'))
+                ELSE jsonb_set(%(doc)s, '{{counts,objects}}', (%(doc)s #> '{{counts,objects}}') || counted.c)
            END
     FROM counted
-    WHERE (counted.c ->> 'raced') IS DISTINCT FROM 'true'
     ON CONFLICT (tenant, environment, id) DO UPDATE SET
         timestamp = excluded.timestamp, name = excluded.name, "user" = excluded."user", status = excluded.status,
         source = excluded.source, body_hash = excluded.body_hash, doc = excluded.doc
@@ -72,39 +70,26 @@ STORE_NEW_SUMMARY = prepared(
 
 # --- Objects ---------------------------------------------------------------------------------
 # One statement writes every object row of a batch (SPEC §3, §12). Rows arrive as parallel
-# arrays (one bound parameter each, no per-row SQL text to build or parse). The stored rows
-# among them are locked first, in `_id` order (`old`), then the rows are upserted in `_id`
-# order, so concurrent batches lock shared objects in the same order (§3.9). Each row's new
-# document is worked out from the locked one (merged, or replaced), so a batch mixing both modes
+# arrays (one bound parameter each, no per-row SQL text to build or parse) and are upserted in
+# `_id` order, so concurrent batches lock shared objects in the same order (§3.9). A stored row
+# is merged or replaced where it conflicts (`replaced` names the replaced ids as JSON object
+# keys, a binary search per row; `replace_all` a batch of replaces), so a batch mixing both modes
 # is one ordered pass too. A row whose document comes out as stored is not written at all (the
 # WHERE of DO UPDATE): no new version, no new tuple, its `_timestamp` and `_batch` stay. A row
-# that changes gets the next version, and its previous state goes to `object_versions`; the
-# batch's change log (`batch_changes`) lists what it created and updated. Nothing of history is
-# written for a row that changes nothing, nor for a new row beyond its id in the change log.
-#
-# `raced` flags a row that did not exist when the statement began but did when it was inserted
-# (a concurrent batch created it): its previous state was never seen, so the summary statement
-# stores nothing and BatchStore raises Retryable: the whole batch runs again and sees the row.
+# that changes gets the next version; the migration's statement trigger on `objects`
+# (batchsvc_archive_objects) moves its previous state to `object_versions`, from the rows the
+# statement itself replaced: no lookup of its own, nothing for rows that did not change, and
+# never a stale state when concurrent batches take turns on a row. The batch's change log
+# (`batch_changes`) lists what it created and updated; a new row adds its id there and nothing
+# more to history.
 _UPSERT = """
-WITH v AS MATERIALIZED (
-    SELECT v.id, v.doc::jsonb AS doc, v.replace
-    FROM ROWS FROM (unnest(%(ids)s::text[]), json_array_elements(%(docs)s::json), unnest(%(replace)s::bool[]))
-        AS v(id, doc, replace)
-),
-old AS MATERIALIZED (
-    SELECT o.* FROM objects o
-    WHERE o.tenant = %(tenant)s AND o.environment = %(environment)s AND o.id = ANY(%(ids)s::text[])
-    ORDER BY o.id FOR UPDATE
-),
-up AS (
+WITH up AS (
     INSERT INTO objects AS o (tenant, environment, id, doc, version, created, updated, "user", batch, reason)
-    SELECT %(tenant)s, %(environment)s, v.id,
-           CASE WHEN v.replace OR old.doc IS NULL THEN v.doc ELSE old.doc || v.doc END,
-           1, %(now)s, %(now)s, %(user)s, %(batch)s, %(reason)s
-    FROM v LEFT JOIN old ON old.id = v.id
+    SELECT %(tenant)s, %(environment)s, v.id, v.doc::jsonb, 1, %(now)s, %(now)s, %(user)s, %(batch)s, %(reason)s
+    FROM ROWS FROM (unnest(%(ids)s::text[]), json_array_elements(%(docs)s::json)) AS v(id, doc)
     ORDER BY v.id
     ON CONFLICT (tenant, environment, id) DO UPDATE SET
-        doc = excluded.doc,
+        doc = {new_doc},
         version = o.version + 1,
         updated = excluded.updated,
         "user" = excluded."user",
@@ -112,39 +97,30 @@ up AS (
         reason = excluded.reason,
         restored_at = NULL,
         restored_by = NULL
-    WHERE o.doc IS DISTINCT FROM excluded.doc
+    WHERE o.doc IS DISTINCT FROM {new_doc}
     RETURNING o.id, o.version
 ),
-archived AS (
-    INSERT INTO object_versions (tenant, environment, id, version, doc, created, updated, "user", batch, reason,
-                                 made_by, valid_from, valid_to, superseded_by, removed)
-    SELECT old.tenant, old.environment, old.id, old.version, old.doc, old.created, old.updated, old."user",
-           old.batch, old.reason, COALESCE(old.restored_by, old.batch), COALESCE(old.restored_at, old.updated),
-           %(now)s, %(batch)s, false
-    FROM up JOIN old ON old.id = up.id
-    ORDER BY old.id
-),
 counted AS (
-    SELECT count(*) FILTER (WHERE old.id IS NULL AND up.version = 1) AS created,
-           count(old.id) AS updated,
-           count(*) FILTER (WHERE old.id IS NULL AND up.version > 1) AS raced,
-           COALESCE(array_agg(up.id ORDER BY up.id) FILTER (WHERE old.id IS NULL), '{}') AS created_ids,
-           COALESCE(array_agg(up.id ORDER BY up.id) FILTER (WHERE old.id IS NOT NULL), '{}') AS updated_ids
-    FROM up LEFT JOIN old ON old.id = up.id
+    SELECT count(*) FILTER (WHERE version = 1) AS created,
+           count(*) FILTER (WHERE version > 1) AS updated,
+           COALESCE(array_agg(id ORDER BY id) FILTER (WHERE version = 1), '{{}}') AS created_ids,
+           COALESCE(array_agg(id ORDER BY id) FILTER (WHERE version > 1), '{{}}') AS updated_ids
+    FROM up
 ),
 logged AS (
     INSERT INTO batch_changes AS l (tenant, environment, batch, kind, timestamp, created, updated, removed)
-    SELECT %(tenant)s, %(environment)s, %(batch)s, 'objects', %(now)s, created_ids, updated_ids, '{}'
+    SELECT %(tenant)s, %(environment)s, %(batch)s, 'objects', %(now)s, created_ids, updated_ids, '{{}}'
     FROM counted WHERE created + updated > 0
     ON CONFLICT (tenant, environment, batch, kind) DO UPDATE SET
         timestamp = excluded.timestamp, created = excluded.created, updated = excluded.updated,
         removed = excluded.removed
 )
 SELECT set_config('batchsvc.object_counts', json_build_object(
-    'created', created, 'updated', updated, 'unchanged', cardinality(%(ids)s::text[]) - created - updated,
-    'raced', raced > 0)::text, true)
+    'created', created, 'updated', updated, 'unchanged', cardinality(%(ids)s::text[]) - created - updated)::text, true)
 FROM counted
-"""
+""".format(
+    new_doc="CASE WHEN %(replace_all)s OR %(replaced)s ? excluded.id THEN excluded.doc ELSE o.doc || excluded.doc END"
+)
 UPSERT_OBJECTS = prepared(
     "batchsvc_upsert_objects",
     _UPSERT,
@@ -156,7 +132,8 @@ UPSERT_OBJECTS = prepared(
     reason="text",
     ids="text[]",
     docs="json",
-    replace="bool[]",
+    replace_all="boolean",
+    replaced="jsonb",
 )
 _LOCK_OBJECTS = """
 SELECT id, CASE WHEN id = ANY(%(read)s) THEN doc END FROM objects
@@ -248,10 +225,7 @@ class BatchStore:
         self._cursor.run(statement, self._summary_row(doc, finished, body_hash))
         stored, counts = self._cursor.fetchone()
         if counts is not None:
-            counts = orjson.loads(counts)
-            if counts.pop("raced"):
-                raise Retryable("concurrent_create", "a concurrent batch created an object this batch creates")
-            doc["counts"]["objects"].update(counts)
+            doc["counts"]["objects"].update(orjson.loads(counts))
         return stored
 
     def _summary_row(self, doc: dict, finished: datetime, body_hash: str) -> dict:
@@ -274,10 +248,11 @@ class BatchStore:
         return dict(self._cursor.fetchall())
 
     def upsert_objects(self, rows: list[ObjectWrite], *, user: str, batch_id: str, now: datetime, reason: str) -> None:
-        """One statement for every row: merged or replaced, new versions archived, the change
+        """One statement for every row: merged or replaced, unchanged rows left alone, the change
         logged; its counts reach the summary statement (which is what reads them)."""
         if not rows:
             return
+        replaced = [row.id for row in rows if row.replace]
         self._cursor.defer(
             UPSERT_OBJECTS,
             {
@@ -288,7 +263,10 @@ class BatchStore:
                 "reason": reason,
                 "ids": text_array([row.id for row in rows]),
                 "docs": orjson.dumps([row.doc for row in rows]).decode(),  # one JSON array, split by the server
-                "replace": "{" + ",".join("t" if row.replace else "f" for row in rows) + "}",
+                "replace_all": len(replaced) == len(rows),
+                "replaced": "{}"
+                if len(replaced) in (0, len(rows))
+                else orjson.dumps(dict.fromkeys(replaced, 1)).decode(),
             },
         )
 

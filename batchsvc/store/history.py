@@ -1,8 +1,8 @@
 """History's SQL (SPEC §12): archived object versions, as-of reads, change logs, rollbacks, pruning.
 
 An object's states live in two places: the current one in `objects`, every earlier one in
-`object_versions` (written by the batch upsert, store/batches.py, and by the statements here),
-each with the span it was current. A state comes back (rollback, object delete) as a copy of its
+`object_versions` (archived by the trigger on `objects` whenever an update replaces a state, and
+by the removal statement here), each with the span it was current. A state comes back (rollback, object delete) as a copy of its
 archived row; the state it ends is archived in its turn, so as-of reads see every state the store
 ever served, the undone ones included.
 """
@@ -114,11 +114,13 @@ class Trail:
     removed: bool
 
 
-_ARCHIVE_CURRENT = """
+# An update's superseded state is archived by the trigger on `objects` (migration 0006); a
+# removal's by this statement, which knows who removed the object.
+_ARCHIVE_REMOVED = """
 INSERT INTO object_versions (tenant, environment, id, version, doc, created, updated, "user", batch, reason,
                              made_by, valid_from, valid_to, superseded_by, removed)
 SELECT tenant, environment, id, version, doc, created, updated, "user", batch, reason,
-       COALESCE(restored_by, batch), COALESCE(restored_at, updated), %(now)s, %(by)s, %(removed)s
+       COALESCE(restored_by, batch), COALESCE(restored_at, updated), %(now)s, %(by)s, true
 FROM objects
 WHERE tenant = %(tenant)s AND environment = %(environment)s AND id = ANY(%(ids)s::text[])
 ORDER BY id
@@ -276,12 +278,13 @@ class HistoryWrites:
         """Archive the current states of `ids` as removed, then delete them."""
         if not ids:
             return
-        params = {**self._scope, "ids": text_array(sorted(ids)), "now": now, "by": by, "removed": True}
-        self._cursor.defer(_ARCHIVE_CURRENT, params)
+        params = {**self._scope, "ids": text_array(sorted(ids)), "now": now, "by": by}
+        self._cursor.defer(_ARCHIVE_REMOVED, params)
         self._cursor.defer(_REMOVE, params)
 
     def restore(self, states: dict[str, int], *, now: datetime, by: str) -> None:
-        """Make archived states (id -> seq) current again, archiving the states they end."""
+        """Make archived states (id -> seq) current again; the states they end are archived by
+        the trigger on `objects`, like any update's."""
         if not states:
             return
         ids = sorted(states)
@@ -291,9 +294,7 @@ class HistoryWrites:
             "seqs": "{" + ",".join(str(states[i]) for i in ids) + "}",
             "now": now,
             "by": by,
-            "removed": False,
         }
-        self._cursor.defer(_ARCHIVE_CURRENT, params)
         self._cursor.defer(_RESTORE, params)
 
     def recreate(self, states: dict[str, int], *, now: datetime, by: str) -> None:

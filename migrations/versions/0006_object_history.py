@@ -14,6 +14,34 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
+# Every state of an object that an UPDATE replaces goes to object_versions, taken from the rows
+# the statement itself replaced (its transition tables): the batch upsert needs no lookup of its
+# own, and a state is never missed or stale when concurrent batches take turns on a row. The
+# state that follows names the batch that ended it: its writer, or the rollback or delete that
+# restored an earlier state (restored_by, restored_at). Removals are archived by their own
+# statement (store/history.py), which knows who removed the object.
+ARCHIVE_FUNCTION = """
+CREATE FUNCTION batchsvc_archive_objects() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO object_versions (tenant, environment, id, version, doc, created, updated, "user", batch, reason,
+                                 made_by, valid_from, valid_to, superseded_by, removed)
+    SELECT o.tenant, o.environment, o.id, o.version, o.doc, o.created, o.updated, o."user", o.batch, o.reason,
+           COALESCE(o.restored_by, o.batch), COALESCE(o.restored_at, o.updated),
+           COALESCE(n.restored_at, n.updated), COALESCE(n.restored_by, n.batch), false
+    FROM superseded o JOIN superseding n USING (tenant, environment, id)
+    WHERE o.version IS DISTINCT FROM n.version OR o.doc IS DISTINCT FROM n.doc
+       OR o.restored_by IS DISTINCT FROM n.restored_by
+    ORDER BY o.tenant, o.environment, o.id;
+    RETURN NULL;
+END
+$$
+"""
+ARCHIVE_TRIGGER = """
+CREATE TRIGGER archive_superseded_objects AFTER UPDATE ON objects
+REFERENCING OLD TABLE AS superseded NEW TABLE AS superseding
+FOR EACH STATEMENT EXECUTE FUNCTION batchsvc_archive_objects()
+"""
+
 
 def upgrade() -> None:
     op.create_table(
@@ -58,9 +86,13 @@ def upgrade() -> None:
     op.add_column("objects", sa.Column("reason", sa.Text(), nullable=True))
     op.add_column("objects", sa.Column("restored_at", sa.DateTime(timezone=True), nullable=True))
     op.add_column("objects", sa.Column("restored_by", sa.String(length=128), nullable=True))
+    op.execute(ARCHIVE_FUNCTION)
+    op.execute(ARCHIVE_TRIGGER)
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER archive_superseded_objects ON objects")
+    op.execute("DROP FUNCTION batchsvc_archive_objects()")
     op.drop_column("objects", "restored_by")
     op.drop_column("objects", "restored_at")
     op.drop_column("objects", "reason")
