@@ -20,9 +20,12 @@ depends_on = None
 # state that follows names the batch that ended it: its writer, or the rollback or delete that
 # restored an earlier state (restored_by, restored_at). Removals are archived by their own
 # statement (store/history.py), which knows who removed the object.
+# EXECUTE plans the insert for each statement's actual row counts: a plan cached from a first,
+# one-row statement would join the transition tables in a nested loop (quadratic in the rows).
 ARCHIVE_FUNCTION = """
 CREATE FUNCTION batchsvc_archive_objects() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    EXECUTE $archive$
     INSERT INTO object_versions (tenant, environment, id, version, doc, created, updated, "user", batch, reason,
                                  made_by, valid_from, valid_to, superseded_by, removed)
     SELECT o.tenant, o.environment, o.id, o.version, o.doc, o.created, o.updated, o."user", o.batch, o.reason,
@@ -31,7 +34,8 @@ BEGIN
     FROM superseded o JOIN superseding n USING (tenant, environment, id)
     WHERE o.version IS DISTINCT FROM n.version OR o.doc IS DISTINCT FROM n.doc
        OR o.restored_by IS DISTINCT FROM n.restored_by
-    ORDER BY o.tenant, o.environment, o.id;
+    ORDER BY o.tenant, o.environment, o.id
+    $archive$;
     RETURN NULL;
 END
 $$
