@@ -1,4 +1,4 @@
-"""Flask commands: mint tokens for the configured secret, print the development token, manage API keys."""
+"""Flask commands: mint tokens for the configured secret, print the development token, manage API keys, prune history."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from batchsvc.auth import mint_token
-from batchsvc.core import apikeys
+from batchsvc.core import apikeys, history
 from batchsvc.core.errors import DomainError
 from batchsvc.core.identity import ADMIN, READ, WRITE
 
@@ -59,6 +59,7 @@ def register_commands(app: Flask) -> None:
         click.echo(dev_token(settings))
 
     app.cli.add_command(apikey_commands)
+    app.cli.add_command(history_commands)
 
 
 @click.group("apikey", cls=AppGroup)
@@ -116,3 +117,27 @@ def revoke_apikey(keyid):
     except DomainError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"revoked API key {keyid}", err=True)
+
+
+@click.group("history", cls=AppGroup)
+def history_commands():
+    """Object history: retention."""
+
+
+@history_commands.command("prune")
+@click.option("--before", required=True, help="ISO-8601 date or date-time: drop history superseded before it")
+def prune_history(before):
+    """Drop object versions superseded before --before, and change logs of older batches, in every
+    tenant and environment. Current objects are never touched; as-of reads before that date may
+    answer 410 afterwards, and older batches can no longer be rolled back."""
+    try:
+        cutoff = history.parse_prune_date(before)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+    pruned = _services().store.prune_history(cutoff)
+    click.echo(
+        f"pruned {pruned['versions']} object versions and {pruned['changeLogs']} batch change logs "
+        f"superseded before {cutoff.isoformat()}",
+        err=True,
+    )
+    click.echo(orjson.dumps(pruned))

@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     Double,
@@ -63,8 +64,71 @@ class StoredObject(Base):
     updated: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     user: Mapped[str] = mapped_column(Text)
     batch: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)  # of the batch that made this version
+    # Set when a rollback or an object delete made this (earlier) version current again: when
+    # and by which batch. Null for a version written by `batch` at `updated`.
+    restored_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    restored_by: Mapped[str | None] = mapped_column(String(128))
 
     __table_args__ = (Index("ix_objects_newest", "tenant", "environment", text("updated DESC"), "id"),)
+
+
+class ObjectVersion(Base):
+    """A state an object had and no longer has (SPEC §12): superseded by a batch that changed
+    it, or removed. Written only when something changes: loads that change nothing add nothing.
+
+    `seq` orders one object's archived states; [`valid_from`, `valid_to`) is when the state was
+    current (as-of reads); `made_by` the batch that made it current (its writer, or the rollback
+    that restored it); `superseded_by` the batch that ended it; `removed` that the object was
+    removed then, rather than replaced by another version.
+    """
+
+    __tablename__ = "object_versions"
+
+    tenant: Mapped[str] = mapped_column(String(256), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    doc: Mapped[dict] = mapped_column(JSONB)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    user: Mapped[str] = mapped_column(Text)
+    batch: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+    made_by: Mapped[str] = mapped_column(String(128))
+    valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    valid_to: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    superseded_by: Mapped[str] = mapped_column(String(128))
+    removed: Mapped[bool] = mapped_column(Boolean)
+
+
+class BatchChange(Base):
+    """The change log of one batch for one kind of item: the keys it created, updated and
+    removed. What a rollback walks; one row per batch and kind, none for a batch that changed
+    nothing. Data kinds (points, curves, matrices, events) join with their own `kind`."""
+
+    __tablename__ = "batch_changes"
+
+    tenant: Mapped[str] = mapped_column(String(256), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    batch: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    updated: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    removed: Mapped[list[str]] = mapped_column(ARRAY(Text))
+
+
+class HistoryWatermark(Base):
+    """How far back history is complete in one tenant's environment: versions superseded
+    before `pruned_before` were pruned, so as-of reads before it may have no answer (410)."""
+
+    __tablename__ = "history_watermarks"
+
+    tenant: Mapped[str] = mapped_column(String(256), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pruned_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class DataRowKey:

@@ -32,6 +32,7 @@ SUMMARY_KEYS = {
     "message",
     "size",
     "summary",
+    "counts",
 }
 WRITER = ("batch.write",)
 
@@ -106,6 +107,7 @@ def test_documentation_examples_in_order(client):
     assert summary["size"] == 1
     assert summary["summary"] == {"curves": {}, "series": {}, "matrix": {}, "events": {}, "failures": {}}
     assert len(summary["summary"]) == 5
+    assert summary["counts"]["objects"] == {"created": 1, "updated": 0, "unchanged": 0, "removed": 0}
     assert summary == created.get_json()
     # the same summary through the source route, and the object it wrote
     assert client.get(f"/api/batch/v1/private/{DOC_BATCH_ID}", headers=auth()).get_json() == summary
@@ -312,8 +314,11 @@ def test_server_fields_in_input_are_ignored(client):
     assert TIMESTAMP.match(obj["_created"]) and TIMESTAMP.match(obj["_timestamp"])
     assert "_oid" not in obj
     assert obj["_type"] == "Widget" and obj["v"] == 1
-    # a second forged write still just increments
+    # forged server fields are no change: the same document again leaves the version as it is
     post(client, [{**forged, "_version": 1000}])
+    assert get_object(client, "SRV").get_json()["_version"] == 1
+    # a second write that changes it still just increments
+    post(client, [{**forged, "_version": 1000, "v": 2}])
     assert get_object(client, "SRV").get_json()["_version"] == 2
 
 
@@ -418,7 +423,7 @@ def test_a_new_plain_batch_goes_to_the_database_in_one_message_then_commit(clien
     sent = [m for m in messages if m]
     assert len(sent) == 1  # flush puts BEGIN in front; COMMIT follows alone
     assert sent[0].startswith(b"EXECUTE batchsvc_lock_batch_id(")
-    assert b"EXECUTE batchsvc_merge_objects(" in sent[0] and b"EXECUTE batchsvc_store_new_summary(" in sent[0]
+    assert b"EXECUTE batchsvc_upsert_objects(" in sent[0] and b"EXECUTE batchsvc_store_new_summary(" in sent[0]
     messages.clear()
     assert post(client, {"_id": "one-trip", "elements": [{"_id": "OT", "v": 1}]}).status_code == 200
     assert any(b"batchsvc_claim_summary" in m for m in messages)  # the taken id went the careful way

@@ -25,8 +25,8 @@ def two_workers(db_url):
     server = start_live_server(db_url, workers=2)
     yield server
     server.stop()
-    db_rows(db_url, "DELETE FROM objects WHERE tenant = %s", (TENANT,))
-    db_rows(db_url, "DELETE FROM batch_summaries WHERE tenant = %s", (TENANT,))
+    for table in ("objects", "batch_summaries", "object_versions", "batch_changes"):
+        db_rows(db_url, f"DELETE FROM {table} WHERE tenant = %s", (TENANT,))
 
 
 def headers(environment: str) -> dict:
@@ -34,20 +34,20 @@ def headers(environment: str) -> dict:
 
 
 def client_batches(client: int, rng: random.Random) -> tuple[list[bytes], Counter]:
-    """The bodies one client sends, and how many element writes each object gets from them."""
+    """The bodies one client sends, and how many of them change each object (each makes one version)."""
     bodies, writes = [], Counter()
     for n in range(BATCHES):
         ids = SHARED_IDS[:]
         rng.shuffle(ids)
-        ids += rng.sample(SHARED_IDS, 2)  # the same _id twice in a batch is two writes (§3.1)
+        ids += rng.sample(SHARED_IDS, 2)  # the same _id twice in a batch folds: still one version (§3.1, §12)
         ids.append(f"own-{client}")
         elements = [{"_id": ident, f"client{client}": n, "last": f"client{client}"} for ident in ids]
         bodies.append(orjson.dumps({"_id": f"c{client}-b{n:02d}", "elements": elements}))
-        writes.update(ids)
+        writes.update(set(ids))
     return bodies, writes
 
 
-def test_concurrent_batches_on_shared_objects_lose_nothing(two_workers):
+def test_concurrent_batches_on_shared_objects_lose_nothing(two_workers, db_url):
     environment = "concurrency"
     rng = random.Random(20240106)
     plans = [client_batches(client, rng) for client in range(CLIENTS)]
@@ -82,6 +82,14 @@ def test_concurrent_batches_on_shared_objects_lose_nothing(two_workers):
         assert obj["_version"] == expected[ident], ident
     for client in range(CLIENTS):
         assert objects[f"own-{client}"]["_version"] == BATCHES
+    # every superseded version was archived exactly once, none lost to the concurrency (§12)
+    archived = db_rows(
+        db_url,
+        "SELECT id, array_agg(version ORDER BY version) FROM object_versions "
+        "WHERE tenant = %s AND environment = %s GROUP BY id",
+        (TENANT, environment),
+    )
+    assert dict(archived) == {ident: list(range(1, o["_version"])) for ident, o in objects.items()}
     summaries = requests.get(
         two_workers.url + "/api/batch/v1", params={"_limit": 1000}, headers=headers(environment), timeout=30
     )
@@ -210,8 +218,8 @@ def test_a_deadlocked_batch_is_retried_and_applied(db_url):
         assert response.status_code == 201, response.get_data(as_text=True)
         assert _versions(db_url) == {"DL-A": 2, "DL-B": 2}
     finally:
-        db_rows(db_url, "DELETE FROM objects WHERE tenant = %s", (DEADLOCK_TENANT,))
-        db_rows(db_url, "DELETE FROM batch_summaries WHERE tenant = %s", (DEADLOCK_TENANT,))
+        for table in ("objects", "batch_summaries", "object_versions", "batch_changes"):
+            db_rows(db_url, f"DELETE FROM {table} WHERE tenant = %s", (DEADLOCK_TENANT,))
 
 
 def test_a_deadlock_past_the_last_attempt_is_503_with_retry_after(db_url):
@@ -224,5 +232,5 @@ def test_a_deadlock_past_the_last_attempt_is_503_with_retry_after(db_url):
         assert _versions(db_url) == {"DL-A": 1, "DL-B": 1}  # nothing of the batch was written
         assert client.get("/api/batch/v1/dl-batch", headers=headers).status_code == 404
     finally:
-        db_rows(db_url, "DELETE FROM objects WHERE tenant = %s", (DEADLOCK_TENANT,))
-        db_rows(db_url, "DELETE FROM batch_summaries WHERE tenant = %s", (DEADLOCK_TENANT,))
+        for table in ("objects", "batch_summaries", "object_versions", "batch_changes"):
+            db_rows(db_url, f"DELETE FROM {table} WHERE tenant = %s", (DEADLOCK_TENANT,))

@@ -102,6 +102,7 @@ class FakeStore:
         self._t = working.setdefault(scope, Tables())
         self.calls: list[tuple[str, dict]] = []
         self.committed = False
+        self.object_counts: dict[str, int] | None = None  # what upsert_objects did, for the summary
 
     def hit(self, name: str, **args) -> None:
         self.calls.append((name, args))
@@ -127,8 +128,13 @@ class FakeStore:
         row = self._t.summaries.get(batch_id)
         return Claimed(row["status"], row["body_hash"], copy.deepcopy(row["doc"])) if row else None
 
+    def _fill_counts(self, doc: dict) -> None:
+        if self.object_counts is not None:
+            doc["counts"]["objects"].update(self.object_counts)
+
     def store_summary(self, doc: dict, *, finished: datetime, body_hash: str) -> None:
         self.hit("store_summary", doc=doc, finished=finished, body_hash=body_hash)
+        self._fill_counts(doc)
         self._t.summaries[doc["_id"]] = {
             "status": doc["status"],
             "body_hash": body_hash,
@@ -141,6 +147,7 @@ class FakeStore:
         held = self._t.summaries.get(doc["_id"])
         if held is not None and held["status"] != FAILED:
             return False
+        self._fill_counts(doc)
         self._t.summaries[doc["_id"]] = {
             "status": doc["status"],
             "body_hash": body_hash,
@@ -158,18 +165,25 @@ class FakeStore:
             if ident in self._t.objects
         }
 
-    def upsert_objects(self, rows: list[ObjectWrite], *, user: str, batch_id: str, now: datetime) -> None:
-        self.hit("upsert_objects", rows=list(rows), user=user, batch_id=batch_id, now=now)
+    def upsert_objects(self, rows: list[ObjectWrite], *, user: str, batch_id: str, now: datetime, reason: str) -> None:
+        self.hit("upsert_objects", rows=list(rows), user=user, batch_id=batch_id, now=now, reason=reason)
+        if not rows:
+            return
+        counts = dict(created=0, updated=0, unchanged=0)
         for row in sorted(rows, key=lambda r: r.id):
             doc = copy.deepcopy(row.doc)
             stored = self._t.objects.get(row.id)
             if stored is None:
-                self._t.objects[row.id] = dict(
-                    doc=doc, version=row.writes, created=now, updated=now, user=user, batch=batch_id
-                )
-            else:
-                stored["doc"] = doc if row.replace else {**stored["doc"], **doc}
-                stored.update(version=stored["version"] + row.writes, updated=now, user=user, batch=batch_id)
+                self._t.objects[row.id] = dict(doc=doc, version=1, created=now, updated=now, user=user, batch=batch_id)
+                counts["created"] += 1
+                continue
+            new = doc if row.replace else {**stored["doc"], **doc}
+            if new == stored["doc"]:  # a write that changes nothing is no version
+                counts["unchanged"] += 1
+                continue
+            stored.update(doc=new, version=stored["version"] + 1, updated=now, user=user, batch=batch_id)
+            counts["updated"] += 1
+        self.object_counts = counts
 
     # typed data
     def stored_curves(self, keys: list[tuple]) -> dict[tuple, dict]:
@@ -515,7 +529,7 @@ def test_server_fields_are_never_stored():
     assert db.at().objects["a"]["doc"] == {"x": 1} and db.at().objects["a"]["version"] == 1
 
 
-def test_elements_with_the_same_id_fold_and_count_their_writes():
+def test_elements_with_the_same_id_fold_into_one_row_and_one_version():
     db = FakeDB()
     db.at().objects["a"] = dict(doc={"kept": 0, "x": 0}, version=3, created=START, updated=START, user="u", batch="b0")
 
@@ -523,11 +537,13 @@ def test_elements_with_the_same_id_fold_and_count_their_writes():
 
     rows = db.transactions[-1].args("upsert_objects")["rows"]
     assert rows == [
-        ObjectWrite("a", {"x": 1, "y": 2, "z": 2}, writes=2, replace=False),
-        ObjectWrite("b", {}, writes=1, replace=False),
+        ObjectWrite("a", {"x": 1, "y": 2, "z": 2}, replace=False),
+        ObjectWrite("b", {}, replace=False),
     ]
     assert db.at().objects["a"]["doc"] == {"kept": 0, "x": 1, "y": 2, "z": 2}
-    assert db.at().objects["a"]["version"] == 5
+    assert db.at().objects["a"]["version"] == 4  # one batch, one version (SPEC §12)
+    counts = db.at().summaries[db.transactions[-1].args("store_new_summary")["doc"]["_id"]]["doc"]["counts"]
+    assert counts["objects"] == {"created": 1, "updated": 1, "unchanged": 0, "removed": 0}
 
 
 def test_a_later_replacing_element_replaces_the_earlier_ones():
@@ -535,7 +551,7 @@ def test_a_later_replacing_element_replaces_the_earlier_ones():
     db.at().objects["a"] = dict(doc={"kept": 0}, version=1, created=START, updated=START, user="u", batch="b0")
     apply(db, request([{"_id": "a", "x": 1}, {"_id": "a", "_replace": True, "y": 2}]))
     (row,) = db.transactions[-1].args("upsert_objects")["rows"]
-    assert row == ObjectWrite("a", {"y": 2}, writes=2, replace=True)
+    assert row == ObjectWrite("a", {"y": 2}, replace=True)
     assert db.at().objects["a"]["doc"] == {"y": 2}
 
 
@@ -633,7 +649,7 @@ def test_a_top_level_event_needs_its_object():
     assert "ghost" not in t.objects
     assert t.objects["known"]["doc"] == {"x": 1, "alerts": {"_type": "VarEventList"}}
     assert t.objects["known"]["version"] == 2
-    assert t.objects["new"]["version"] == 2  # its element and its event
+    assert t.objects["new"]["version"] == 1  # its element and its event: one batch, one version
     assert sorted(t.events) == [("known", "alerts", "e2"), ("new", "alerts", "e3")]
     assert t.events[("known", "alerts", "e2")][1]["eventtype"] == "#Event"
 

@@ -303,7 +303,6 @@ def test_pending_write_fold_merges_data_headers():
     doc2, data2 = extract_data({"S": {"_type": "VarTimeSeries", "units": "USD", "data": []}, "n": 1})
     write.fold(doc2, False, data2)
     assert write.doc == {"S": {"_type": "VarTimeSeries", "calendar": "daily", "units": "USD"}, "n": 1}
-    assert write.writes == 2
 
 
 def test_normalise_event_keeps_given_bounds_and_type():

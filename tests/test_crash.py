@@ -16,7 +16,7 @@ TENANT = "tenant-crash"
 ELEMENTS = 50_000
 IN_FLIGHT = (
     "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'batchsvc' "
-    "AND state = 'active' AND query LIKE '%%EXECUTE batchsvc_merge_objects(%%'"
+    "AND state = 'active' AND query LIKE '%%EXECUTE batchsvc_upsert_objects(%%'"
 )
 BACKEND_ALIVE = "SELECT 1 FROM pg_stat_activity WHERE pid = %s"
 

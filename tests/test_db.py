@@ -71,7 +71,7 @@ def test_every_connection_prepares_the_hot_statements(database):
     with raw_transaction(database, PREPARED) as cursor:
         cursor.execute("SELECT name FROM pg_prepared_statements ORDER BY name")
         names = [row[0] for row in cursor.fetchall()]
-    assert names == sorted(s.name for s in PREPARED) and "batchsvc_merge_objects" in names
+    assert names == sorted(s.name for s in PREPARED) and "batchsvc_upsert_objects" in names
     database.dispose()  # a new pool: fresh connections prepare again
     with raw_transaction(database, PREPARED) as cursor:
         cursor.execute("SELECT count(*) FROM pg_prepared_statements")

@@ -300,7 +300,14 @@ def test_stdin_and_json_documents(server, db_url, tenant, tmp_path):
     varbatch.write_text(json.dumps({"_type": "VarBatch", "name": "FROM_FILE", "elements": [{"_id": "vb-1"}]}, indent=2))
     document = run_load(server.url, tenant, varbatch, "--service", "ETL")
     assert document.returncode == 0, document.stderr
-    assert objects(db_url, tenant) == (7003, 1, 2)  # the --load-key run wrote the 7000 again
+    # the --load-key run applied the 7000 again, as new batches that found nothing to change (SPEC §12)
+    assert objects(db_url, tenant) == (7003, 1, 1)
+    unchanged = db_rows(
+        db_url,
+        "SELECT (doc->'counts'->'objects'->>'unchanged')::int FROM batch_summaries WHERE tenant = %s AND name = 'PIPED'",
+        (tenant,),
+    )
+    assert sorted(n for (n,) in unchanged) == [0, 0, 2000, 5000]
     names = db_rows(
         db_url,
         "SELECT doc->>'name', doc->>'service', count(*) FROM batch_summaries WHERE tenant = %s GROUP BY 1, 2 ORDER BY 1",

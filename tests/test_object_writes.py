@@ -81,9 +81,12 @@ def test_each_write_keeps_a_summary_with_service_object(client):
 
 def test_no_idempotency_the_same_body_twice_is_two_writes(client):
     first = written(client, {"_id": "TWICE", "v": 1})
-    second = written(client, {"_id": "TWICE", "v": 1})
-    assert (first["_version"], second["_version"]) == (1, 2) and first["_batch"] != second["_batch"]
-    assert len(summaries(client, service="object")) == 2
+    second = written(client, {"_id": "TWICE", "v": 1})  # a second write, recorded; it changes nothing (§12)
+    assert second == first and first["_version"] == 1
+    calls = summaries(client, service="object")
+    assert len(calls) == 2 and sorted(s["counts"]["objects"]["unchanged"] for s in calls) == [0, 1]
+    changed = written(client, {"_id": "TWICE", "v": 2})
+    assert changed["_version"] == 2 and changed["_batch"] != first["_batch"]
 
 
 def test_an_invalid_object_is_422_naming_the_problem_and_writes_nothing(client, db_url):
@@ -141,7 +144,7 @@ def test_an_array_answers_its_summary(client):
     assert summary["status"] == "success" and summary["service"] == "object" and summary["size"] == 3
     assert client.get(response.headers["Location"], headers=auth()).get_json() == summary
     a1 = get_object(client, "A1")
-    assert (a1["v"], a1["w"], a1["_version"], a1["_batch"]) == (1, 3, 2, summary["_id"])
+    assert (a1["v"], a1["w"], a1["_version"], a1["_batch"]) == (1, 3, 1, summary["_id"])  # one batch, one version
 
 
 def test_an_array_with_a_bad_element_is_a_warning(client):

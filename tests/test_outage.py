@@ -167,7 +167,7 @@ def test_connection_lost_mid_batch_writes_nothing(server_behind_proxy, proxy, db
     body = orjson.dumps({"_id": "lost-connection", "elements": elements})
     in_flight = (
         "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'batchsvc' "
-        "AND state = 'active' AND query LIKE '%%EXECUTE batchsvc_merge_objects(%%'"
+        "AND state = 'active' AND query LIKE '%%EXECUTE batchsvc_upsert_objects(%%'"
     )
     for _attempt in range(3):
         outcome = {}

@@ -12,7 +12,7 @@ from batchsvc.api.access import authenticate, check_declarations
 from batchsvc.api.errors import register_error_handlers
 from batchsvc.api.http import check_request_text
 from batchsvc.api.observe import init_observability
-from batchsvc.api.schemas import ErrorSchema, VarBatchSchema
+from batchsvc.api.schemas import ErrorSchema, ObjectVersionSchema, VarBatchSchema
 
 _MIN_GZIP_BYTES = 1024
 
@@ -40,6 +40,7 @@ def init_api(app: Flask) -> Api:
     )
     api = _Api(app)
     api.spec.components.schema("VarBatch", schema=VarBatchSchema)
+    api.spec.components.schema("ObjectVersion", schema=ObjectVersionSchema)
     for blueprint in (health.blp, batch.blp, objects.blp, data.blp, data.events_blp, apikeys.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(docs_assets.blp)

@@ -1,4 +1,4 @@
-"""Batch routes: build info, submit a batch, list, get and delete summaries."""
+"""Batch routes: build info, submit a batch, list, get and delete summaries, roll a batch back."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from batchsvc.api.http import (
     summary_response,
 )
 from batchsvc.api.schemas import BatchSummarySchema, BuildInfoSchema
-from batchsvc.core import summaries
-from batchsvc.core.batches import BatchRequest, Outcome, apply_batch, read_batch_request
+from batchsvc.core import history, summaries
+from batchsvc.core.batches import BatchRequest, Outcome, apply_batch, parse_flag, read_batch_request
 from batchsvc.core.identity import READ, WRITE
 from batchsvc.core.queries import parse_list_query
 
@@ -148,3 +148,22 @@ class SummaryInSource(MethodView):
     def delete(self, source, batch_id):
         """Delete a batch summary (the objects it wrote stay)"""
         return _delete(batch_id, source)
+
+
+@blp.route("/v1/<batch_id>/rollback", parameters=[docs.BATCH_ID])
+class BatchRollback(MethodView):
+    @blp.requires(WRITE)
+    @blp.doc(**docs.ROLLBACK)
+    @blp.response(201, BatchSummarySchema)
+    def post(self, batch_id):
+        """Undo what a batch changed (a batch of its own, service rollback)"""
+        caller = current_principal()
+        outcome = history.rollback_batch(
+            services().store.batch_transaction(scope(caller)),
+            caller,
+            batch_id,
+            force=parse_flag("_force", request.args.get("_force")),
+            reason=request.args.get("_reason"),
+            attempts=settings().retry_attempts,
+        )
+        return summary_response(outcome)

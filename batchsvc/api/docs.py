@@ -349,9 +349,83 @@ OBJECT_WRITE_TO_SOURCE = {
     "description": OBJECT_WRITE["description"] + " The source admits only its own ids: private those without "
     "`#`, public those with `#` (any other is an element failure), all both.",
 }
+_PAGING = list_params({})[:2]  # _limit and _skip
+_REASON = {"in": "query", "name": "_reason", "schema": {"type": "string", "maxLength": MAX_TEXT_LENGTH}}
 OBJECT_GET = {
-    "parameters": [ENVIRONMENT],
-    "responses": {"400": _error("Invalid source"), "404": _error("No such object")},
+    "description": "The path after the source is an object id (ids may contain '/'). When no stored object has "
+    "that id, a last segment of digits selects that version of the object the rest names, and `*` lists its "
+    "versions, newest first (paged, x-total-count). `_version=N` and `_asof=<ISO instant>` take the whole path "
+    "as the id: that version, or the object as it was served at that instant (410 when that history was pruned).",
+    "parameters": [
+        ENVIRONMENT,
+        {
+            "in": "query",
+            "name": "_asof",
+            "schema": {"type": "string", "format": "date-time"},
+            "description": "the object as the store knew it at this instant",
+        },
+        {"in": "query", "name": "_version", "schema": {"type": "integer", "minimum": 1, "maximum": 999999999}},
+        *_PAGING,
+    ],
+    "responses": {
+        "200": {
+            "description": "The object (or one version of it), or a page of its versions",
+            "headers": {"x-total-count": {"schema": {"type": "integer"}, "description": "versions (lists only)"}},
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/StoredObject"},
+                            {"type": "array", "items": {"$ref": "#/components/schemas/ObjectVersion"}},
+                        ]
+                    }
+                }
+            },
+        },
+        "400": _error("Invalid source, version or instant"),
+        "404": _error("No such object, version, or no such object at that instant"),
+        "410": _error("That version, or the history at that instant, was pruned"),
+    },
+}
+OBJECT_DELETE = {
+    "description": "ODSL semantics: the object returns to its previous version, or is removed with its data when "
+    "it has only one. Recorded as a batch (service `object`) that a rollback can undo.",
+    "parameters": [ENVIRONMENT, _REASON],
+    "responses": {
+        "400": _error("Invalid source or reason"),
+        "404": _error("No such object"),
+        "409": _error("Its previous version was pruned"),
+    },
+}
+ROLLBACK = {
+    "description": "Every object the batch changed returns to its state before the batch; objects it created "
+    "are removed. A rollback is a batch of its own (`service: rollback`, `rollbackOf`); the undone summary gains "
+    "`rolledBackBy`. Batch.admin, or the writer who submitted the batch. If later batches changed any of those "
+    "objects, nothing is changed and the answer is 409 listing them (at most 100) with the batches that did; "
+    "`_force=true` rolls back the rest and reports those as failures. A rollback can itself be rolled back.",
+    "parameters": [
+        ENVIRONMENT,
+        {"in": "query", "name": "_force", "schema": {"type": "boolean"}, "description": "roll back the rest"},
+        {**_REASON, "description": 'default "Rollback of batch <id>"'},
+    ],
+    "responses": {
+        "201": {
+            "description": "Rolled back: the rollback's summary",
+            "headers": {
+                "Location": {"required": True, "schema": {"type": "string"}, "description": "the summary's URL"},
+                "x-odsl-failures": {"schema": {"type": "integer"}, "description": "objects not rolled back"},
+            },
+        },
+        "400": _error("Invalid parameters"),
+        "404": _error("No such batch"),
+        "409": _error("Already rolled back, failed, or changed since by later batches (errors.items lists them)"),
+        "410": _error("The batch's history was pruned"),
+        "422": {
+            "description": "Nothing could be rolled back (_force); the rollback's summary",
+            "headers": ODSL_ERROR_HEADER,
+            "content": {"application/json": {"schema": SUMMARY}},
+        },
+    },
 }
 _OBJECTS = {"type": "array", "items": {"type": "object"}}
 _RANGE = {

@@ -40,6 +40,11 @@ def reader(caller: Principal):
     return services().store.reader(services().session(), scope(caller))
 
 
+def history_reader(caller: Principal):
+    """The caller's object history (versions, as-of reads), on the request's session."""
+    return services().store.history_reader(services().session(), scope(caller))
+
+
 def check_source(source: str) -> str:
     if source not in SOURCES:
         raise InvalidInput(f"source must be one of {', '.join(SOURCES)}; got {source[:64]!r}")

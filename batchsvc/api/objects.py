@@ -1,4 +1,5 @@
-"""Object routes: write objects (the object service, SPEC §11), list a source's objects, read one back."""
+"""Object routes: write objects (the object service, SPEC §11), list a source's objects, read one back (as
+stored, a version, as of an instant), delete one."""
 
 from __future__ import annotations
 
@@ -10,16 +11,18 @@ from batchsvc.api.access import Blueprint, current_principal
 from batchsvc.api.batch import run_batch
 from batchsvc.api.http import (
     check_source,
+    history_reader,
     json_response,
     list_response,
     query_params,
     read_body,
     reader,
+    scope,
+    services,
     settings,
     summary_response,
 )
-from batchsvc.api.schemas import StoredObjectSchema
-from batchsvc.core import objects
+from batchsvc.core import history, objects
 from batchsvc.core.batches import REJECTED, object_write_failure, object_write_request
 from batchsvc.core.identity import READ, WRITE
 from batchsvc.core.queries import parse_list_query
@@ -87,8 +90,26 @@ class Objects(MethodView):
 class ObjectById(MethodView):
     @blp.requires(READ)
     @blp.doc(**docs.OBJECT_GET)
-    @blp.response(200, StoredObjectSchema)
     def get(self, source, object_id):
-        """One object as stored, with its server fields"""
+        """One object as stored, one of its versions (…/{version}), its versions (…/*), or as of an instant"""
         caller = current_principal()
-        return json_response(objects.get_object(reader(caller), check_source(source), object_id))
+        answer = history.read_object(history_reader(caller), check_source(source), object_id, query_params())
+        if answer.items is not None:
+            return list_response(answer.total, answer.items)
+        return json_response(answer.item)
+
+    @blp.requires(WRITE)
+    @blp.doc(**docs.OBJECT_DELETE)
+    @blp.response(204)
+    def delete(self, source, object_id):
+        """Roll an object back to its previous version, or remove it when it has only one"""
+        caller = current_principal()
+        history.delete_object(
+            services().store.batch_transaction(scope(caller)),
+            caller,
+            check_source(source),
+            object_id,
+            reason=request.args.get("_reason"),
+            attempts=settings().retry_attempts,
+        )
+        return "", 204

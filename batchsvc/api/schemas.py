@@ -49,8 +49,35 @@ class DataSummarySchema(Schema):
     failures = fields.Dict(keys=fields.String(), values=fields.String())
 
 
+class ChangeCountSchema(Schema):
+    """How many items of one kind a batch created, updated (a new version), left unchanged, removed."""
+
+    created = fields.Integer(required=True)
+    updated = fields.Integer(required=True)
+    unchanged = fields.Integer(required=True)
+    removed = fields.Integer(required=True)
+
+
+class DataChangeCountSchema(ChangeCountSchema):
+    written = fields.Integer(
+        required=True,
+        metadata={"description": "rows the batch wrote; created/updated/unchanged stay 0 until data keeps history"},
+    )
+
+
+class ChangeCountsSchema(Schema):
+    """What a batch did to each kind of item (SPEC §12)."""
+
+    objects = fields.Nested(ChangeCountSchema, required=True)
+    points = fields.Nested(DataChangeCountSchema, required=True)
+    curves = fields.Nested(DataChangeCountSchema, required=True)
+    matrices = fields.Nested(DataChangeCountSchema, required=True)
+    events = fields.Nested(DataChangeCountSchema, required=True)
+
+
 class BatchSummarySchema(Schema):
-    """What a batch did: who, when, what status, and the data it updated per date."""
+    """What a batch did: who, when, what status, the data it updated per date, and how many
+    items it created, updated or left unchanged."""
 
     _id = fields.String(data_key="_id", required=True)
     user = fields.String(required=True)
@@ -68,6 +95,11 @@ class BatchSummarySchema(Schema):
     message = fields.String(required=True)
     size = fields.Integer(required=True)
     summary = fields.Nested(DataSummarySchema, required=True)
+    counts = fields.Nested(
+        ChangeCountsSchema, metadata={"description": "absent only on summaries stored before history was kept"}
+    )
+    rollbackOf = fields.String(metadata={"description": "a rollback: the batch it undid"})
+    rolledBackBy = fields.String(metadata={"description": "the rollback that undid this batch"})
 
 
 class StoredObjectSchema(Schema):
@@ -83,6 +115,17 @@ class StoredObjectSchema(Schema):
     _timestamp = fields.String(data_key="_timestamp", required=True)
     _user = fields.String(data_key="_user", required=True)
     _batch = fields.String(data_key="_batch", required=True)
+
+
+class ObjectVersionSchema(Schema):
+    """One version of an object, as its versions list shows it."""
+
+    _id = fields.String(data_key="_id", required=True)
+    _version = fields.Integer(data_key="_version", required=True)
+    _timestamp = fields.String(data_key="_timestamp", required=True)
+    _user = fields.String(data_key="_user", required=True)
+    _batch = fields.String(data_key="_batch", required=True)
+    reason = fields.String(allow_none=True, required=True)
 
 
 class BuildInfoSchema(Schema):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from batchsvc.core.documents import MAX_DEPTH, check_shape, element_label, first_bad_element, loads
 from batchsvc.core.errors import Busy, Conflict, ConnectionLost, InvalidInput, Retryable, TooLarge, Unprocessable
@@ -27,7 +27,7 @@ from batchsvc.core.identity import (
     source_problem,
 )
 from batchsvc.core.objects import SERVER_FIELDS, ObjectWrite, PendingWrite, strip_server_fields
-from batchsvc.core.summaries import FAILED, Claimed, SummaryBuilder
+from batchsvc.core.summaries import FAILED, Claimed, SummaryBuilder, change_counts
 from batchsvc.core.typed import (
     EVENT_LIST_TYPE,
     EVENT_TYPE,
@@ -41,6 +41,7 @@ from batchsvc.core.typed import (
 
 DEFAULT_REASON = "Update Batch"
 OBJECT_SERVICE, OBJECT_REASON = "object", "Update Object"  # the summary of an object-service write (SPEC §11)
+T = TypeVar("T")
 
 CREATED, REPLAYED, REJECTED = "created", "replayed", "rejected"
 
@@ -79,7 +80,7 @@ _ENVELOPE_TEXT = {
 }
 
 
-def _flag(name: str, raw: str | None) -> bool:
+def parse_flag(name: str, raw: str | None) -> bool:
     if raw is None:
         return False
     value = raw.strip().lower()
@@ -135,7 +136,7 @@ def read_batch_request(
         raise InvalidInput("body must be a VarBatch object or a JSON array of elements")
     _check_shape(body)
     envelope = _envelope(body)
-    replace_all, all_or_nothing = _flag("_replace", replace), _flag("_atomic", atomic)
+    replace_all, all_or_nothing = parse_flag("_replace", replace), parse_flag("_atomic", atomic)
     reason = _reason(reason or envelope["reason"] or DEFAULT_REASON)
     return BatchRequest(
         id=envelope.get("id") or str(uuid.uuid4()),
@@ -205,7 +206,7 @@ def object_write_request(
     else:
         raise InvalidInput("body must be an object (with _id) or a JSON array of objects")
     _check_shape({"elements": elements})  # the depth a batch allows its elements
-    replace_all, all_or_nothing = _flag("_replace", replace), _flag("_atomic", atomic)
+    replace_all, all_or_nothing = parse_flag("_replace", replace), parse_flag("_atomic", atomic)
     reason = _reason(reason or OBJECT_REASON)
     batch = BatchRequest(
         id=str(uuid.uuid4()),
@@ -248,8 +249,11 @@ class BatchStore(Protocol):
     def claim(self, batch_id: str) -> Claimed | None: ...
     def lock_objects(self, ids: set[str], read: set[str]) -> dict[str, dict | None]: ...
     def stored_curves(self, keys: list[tuple[str, str, date]]) -> dict[tuple[str, str, date], dict]: ...
-    def upsert_objects(self, rows: list[ObjectWrite], *, user: str, batch_id: str, now: datetime) -> None: ...
+    def upsert_objects(
+        self, rows: list[ObjectWrite], *, user: str, batch_id: str, now: datetime, reason: str
+    ) -> None: ...
     def write_data(self, wiped_objects: list[str], writes: dict[str, DataWrites]) -> None: ...
+    # Both fill doc["counts"]["objects"] in with what this transaction's upsert did.
     def store_summary(self, doc: dict, *, finished: datetime, body_hash: str) -> None: ...
     def store_new_summary(self, doc: dict, *, finished: datetime, body_hash: str) -> bool: ...
 
@@ -394,7 +398,7 @@ def _resolve(store: BatchStore, plan: Plan, builder: SummaryBuilder) -> Writes:
     writes = Writes()
     if not plan.reads_store:
         # Plain objects only (the bulk of loads): rows straight from the plan, nothing to read.
-        writes.rows = [ObjectWrite(w.id, w.doc, w.writes, w.replace) for w in pending.values()]
+        writes.rows = [ObjectWrite(w.id, w.doc, w.replace) for w in pending.values()]
         return writes
     ids = set(pending) | {e.object_id for e in plan.events}
     read = {w.id for w in pending.values() if w.data and not w.replace} | {e.object_id for e in plan.events}
@@ -420,7 +424,7 @@ def _resolve(store: BatchStore, plan: Plan, builder: SummaryBuilder) -> Writes:
         replace = bool(write and write.replace)
         if not replace and stored.get(ident):
             doc = merge_headers(stored[ident], doc)
-        writes.rows.append(ObjectWrite(ident, doc, (write.writes if write else 0) + len(events), replace))
+        writes.rows.append(ObjectWrite(ident, doc, replace))
         if data:
             writes.data[ident] = data
     _merge_stored_curves(store, writes, replaced={w.id for w in pending.values() if w.replace})
@@ -446,6 +450,51 @@ def _record_data(builder: SummaryBuilder, writes: Writes) -> None:
             builder.touched(kind, day, f"{object_id}:{prop}")
 
 
+def run_transaction(
+    transaction: Callable[[], AbstractContextManager[BatchStore]],
+    work: Callable[[BatchStore], T],
+    *,
+    what: str,
+    attempts: int = 5,
+    on_retry: Callable[[str], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """`work(store)` in one transaction, run again whole on deadlock, serialization failure or a
+    lost connection (with backoff, at most `attempts` times), and at once on `Restart`.
+
+    `transaction()` gives a BatchStore bound to one transaction and scope, committed when the
+    block ends cleanly and rolled back otherwise. Every write of the service (batches,
+    rollbacks, object deletes) runs through here; `work` must be safe to run again, which
+    batches are because a batch id is claimed once (a retry replays what had landed).
+    """
+    failures = 0
+    while True:
+        try:
+            with transaction() as store:
+                return work(store)
+        except Restart:
+            continue
+        except (Retryable, ConnectionLost) as exc:
+            # A lost connection is retried too: the work is idempotent, so even a commit whose
+            # outcome is unknown is safe to send again (it replays if it had landed).
+            failures += 1
+            if failures >= attempts:
+                if isinstance(exc, ConnectionLost):
+                    raise
+                raise Busy(
+                    f"{what} could not be applied: the database kept reporting conflicts; retry later",
+                    retry_after=1,
+                ) from None
+            if on_retry is not None:
+                on_retry(exc.cause if isinstance(exc, Retryable) else "connection_lost")
+            # Jittered exponential backoff: the competing transaction usually ends within ms.
+            sleep(min(2.0, 0.02 * 2 ** (failures - 1)) * (0.5 + random.random()))
+
+
+class Restart(Exception):
+    """Roll this attempt back and run it again at once: not a failure (no backoff, not counted)."""
+
+
 def apply_batch(
     transaction: Callable[[], AbstractContextManager[BatchStore]],
     principal: Principal,
@@ -459,11 +508,10 @@ def apply_batch(
 ) -> Outcome:
     """Apply a batch in one transaction, retried whole on deadlock, serialization failure or a lost connection.
 
-    `transaction()` gives a BatchStore bound to one transaction and scope, committed when the
-    block ends cleanly and rolled back otherwise. Per-element work stays in set-based
-    statements; a new plain batch costs two round trips (BEGIN + id lock + objects + summary,
-    then COMMIT); one with data or events claims first and reads what it merges with (BEGIN +
-    claim, the reads, all writes + summary, COMMIT). `on_retry(cause)` hears of each retry.
+    Per-element work stays in set-based statements; a new plain batch costs two round trips
+    (BEGIN + id lock + objects + summary, then COMMIT); one with data or events claims first
+    and reads what it merges with (BEGIN + claim, the reads, all writes + summary, COMMIT).
+    `on_retry(cause)` hears of each retry.
     """
     principal.require(WRITE)
     if batch.size > max_elements:
@@ -474,32 +522,32 @@ def apply_batch(
     # summary only where its id is new (or failed before). If the id is taken, that
     # transaction rolls back and the careful path claims the id first (replay or 409).
     optimistic = not plan.reads_store
-    failures = 0
-    while True:
+
+    def attempt(store: BatchStore) -> Outcome:
+        nonlocal optimistic
         try:
-            with transaction() as store:
-                return _apply_once(store, principal, batch, plan, clock, optimistic=optimistic)
+            return _apply_once(store, principal, batch, plan, clock, optimistic=optimistic)
         except _IdTaken:
             optimistic = False  # not a failure: the id is stored, so claim it (replay or 409)
-        except (Retryable, ConnectionLost) as exc:
-            # A lost connection is retried too: the batch is idempotent, so even a commit whose
-            # outcome is unknown is safe to send again (it replays if it had landed).
-            failures += 1
-            if failures >= attempts:
-                if isinstance(exc, ConnectionLost):
-                    raise
-                raise Busy(
-                    f"batch {batch.id!r} could not be applied: the database kept reporting conflicts; retry later",
-                    retry_after=1,
-                ) from None
-            if on_retry is not None:
-                on_retry(exc.cause if isinstance(exc, Retryable) else "connection_lost")
-            # Jittered exponential backoff: the competing transaction usually ends within ms.
-            sleep(min(2.0, 0.02 * 2 ** (failures - 1)) * (0.5 + random.random()))
+            raise
+
+    return run_transaction(
+        transaction, attempt, what=f"batch {batch.id!r}", attempts=attempts, on_retry=on_retry, sleep=sleep
+    )
 
 
-class _IdTaken(Exception):
+class _IdTaken(Restart):
     """The optimistic write found the batch id stored by a batch that did not fail."""
+
+
+def data_written(writes: dict[str, DataWrites]) -> dict[str, int]:
+    """Data rows a batch wrote, per counted kind (told apart by their own history later)."""
+    return {
+        "points": sum(len(data.points) for data in writes.values()),
+        "curves": sum(len(data.curves) for data in writes.values()),
+        "matrices": sum(len(data.matrices) for data in writes.values()),
+        "events": sum(len(data.events) for data in writes.values()),
+    }
 
 
 def _apply_once(
@@ -519,7 +567,7 @@ def _apply_once(
     if atomic_abort:
         writes = Writes()
     started = clock()
-    store.upsert_objects(writes.rows, user=principal.user, batch_id=batch.id, now=started)
+    store.upsert_objects(writes.rows, user=principal.user, batch_id=batch.id, now=started, reason=batch.reason)
     store.write_data([row.id for row in writes.rows if row.replace], writes.data)
     _record_data(builder, writes)
     builder.public = any(is_public(row.id) for row in writes.rows)
@@ -531,7 +579,9 @@ def _apply_once(
         finished=finished,
         written=len(writes.rows),
         atomic_abort=atomic_abort,
+        counts=change_counts(written=data_written(writes.data)),
     )
+    # The summary statement fills in doc's object counts: what the upsert found in the database.
     if not optimistic:
         store.store_summary(doc, finished=finished, body_hash=batch.body_hash)
     elif not store.store_new_summary(doc, finished=finished, body_hash=batch.body_hash):

@@ -64,3 +64,7 @@ class ConnectionLost(Exception):
 
 class NotConfigured(DomainError):
     """The service lacks the configuration this request needs (the message says which)."""
+
+
+class Gone(DomainError):
+    """What was asked for existed, but its history was pruned (retention, SPEC §12)."""

@@ -36,7 +36,6 @@ class PendingWrite:
     doc: dict
     replace: bool
     data: DataWrites | None = None
-    writes: int = 1
 
     def fold(self, doc: dict, replace: bool, data: DataWrites | None) -> None:
         """Apply a later element of the same batch over this one (spec §3.1)."""
@@ -48,17 +47,16 @@ class PendingWrite:
                 if self.data is None:
                     self.data = DataWrites()
                 self.data.update(data)
-        self.writes += 1
 
 
 @dataclass(frozen=True, slots=True)
 class ObjectWrite:
-    """One object row a batch hands the store: its document (merged into the stored one
-    unless `replace`) and how many element writes it counts for `_version`."""
+    """One object row a batch hands the store: its document, merged into the stored one
+    unless `replace`. A row that leaves the stored document as it is changes nothing; any
+    other makes one new version, however many elements of the batch it folds (SPEC §12)."""
 
     id: str
     doc: dict
-    writes: int
     replace: bool
 
 

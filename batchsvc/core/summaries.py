@@ -13,6 +13,20 @@ from batchsvc.core.times import iso
 
 SUCCESS, WARNING, FAILED = "success", "warning", "failed"
 DATA_KINDS = ("curves", "series", "matrix", "events")
+# `counts` (SPEC §12): what a batch did to each kind of item. Objects are told apart exactly;
+# data rows are counted as `written` until their own history tells created, updated and
+# unchanged rows apart (the keys are there already, at zero).
+COUNTED_KINDS = ("objects", "points", "curves", "matrices", "events")
+CHANGES = ("created", "updated", "unchanged", "removed")
+
+
+def change_counts(objects: dict[str, int] | None = None, written: dict[str, int] | None = None) -> dict:
+    """A summary's `counts`: every kind with every key, zero where nothing happened."""
+    counts = {kind: dict.fromkeys(CHANGES, 0) for kind in COUNTED_KINDS}
+    counts["objects"].update(objects or {})
+    for kind in COUNTED_KINDS[1:]:
+        counts[kind]["written"] = (written or {}).get(kind, 0)
+    return counts
 
 
 class SummaryBuilder:
@@ -69,7 +83,15 @@ class SummaryBuilder:
         return text
 
     def render(
-        self, *, batch, principal: Principal, scope: Scope, finished: datetime, written: int, atomic_abort: bool
+        self,
+        *,
+        batch,
+        principal: Principal,
+        scope: Scope,
+        finished: datetime,
+        written: int,
+        atomic_abort: bool,
+        counts: dict | None = None,
     ) -> dict:
         body = {kind: {date: sorted(ids) for date, ids in sorted(self.data[kind].items())} for kind in DATA_KINDS}
         body["failures"] = dict(self.failures)
@@ -90,6 +112,7 @@ class SummaryBuilder:
             "message": self.message(batch.size, written, atomic_abort),
             "size": batch.size,
             "summary": body,
+            "counts": counts if counts is not None else change_counts(),
         }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
 
 import psycopg2
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 from batchsvc.core.errors import DomainError, Unavailable
 from batchsvc.core.identity import Scope
 from batchsvc.db import Database
+from batchsvc.store import history
 from batchsvc.store.batches import PREPARED, BatchStore
 from batchsvc.store.reads import Reader
 from batchsvc.store.transaction import raw_transaction
@@ -40,6 +42,14 @@ class Store:
 
     def reader(self, session: Session, scope: Scope) -> Reader:
         return Reader(session, scope)
+
+    def history_reader(self, session: Session, scope: Scope) -> history.HistoryReader:
+        return history.HistoryReader(session, scope)
+
+    def prune_history(self, before: datetime) -> dict[str, int]:
+        """Drop history superseded before `before` in every tenant and environment (its own transaction)."""
+        with self.database.session() as session:
+            return history.prune(session, before)
 
 
 def as_unavailable(exc: Exception) -> DomainError:

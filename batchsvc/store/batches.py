@@ -11,7 +11,8 @@ from batchsvc.core.objects import ObjectWrite
 from batchsvc.core.summaries import Claimed
 from batchsvc.core.typed import DataWrites
 from batchsvc.store import series
-from batchsvc.store.transaction import TransactionCursor, int_array, prepared, text_array
+from batchsvc.store.history import HistoryWrites
+from batchsvc.store.transaction import TransactionCursor, prepared, text_array
 
 # --- Summaries -------------------------------------------------------------------------------
 # The advisory lock serialises concurrent posts of one batch id (the second waits, then replays);
@@ -28,13 +29,27 @@ FOR UPDATE
     environment="text",
     id="text",
 )
+# The summary statements also fill in the summary's object counts from what this transaction's
+# upsert recorded (in the transaction-local setting batchsvc.object_counts), so a plain batch
+# still needs no round trip of its own for the upsert: core renders the summary before the
+# database has answered it.
 _STORE_SQL = """
-INSERT INTO batch_summaries AS s (tenant, environment, id, timestamp, name, "user", status, source, body_hash, doc)
-VALUES (%(tenant)s, %(environment)s, %(id)s, %(timestamp)s, %(name)s, %(user)s, %(status)s, %(source)s,
-        %(body_hash)s, %(doc)s)
-ON CONFLICT (tenant, environment, id) DO UPDATE SET
-    timestamp = excluded.timestamp, name = excluded.name, "user" = excluded."user", status = excluded.status,
-    source = excluded.source, body_hash = excluded.body_hash, doc = excluded.doc
+WITH counted AS (SELECT NULLIF(current_setting('batchsvc.object_counts', true), '')::jsonb AS c),
+stored AS (
+    INSERT INTO batch_summaries AS s (tenant, environment, id, timestamp, name, "user", status, source, body_hash, doc)
+    SELECT %(tenant)s, %(environment)s, %(id)s, %(timestamp)s, %(name)s, %(user)s, %(status)s, %(source)s,
+           %(body_hash)s,
+           CASE WHEN counted.c IS NULL THEN %(doc)s
+                ELSE jsonb_set(%(doc)s, '{{counts,objects}}', (%(doc)s #> '{{counts,objects}}') || counted.c)
+           END
+    FROM counted
+    ON CONFLICT (tenant, environment, id) DO UPDATE SET
+        timestamp = excluded.timestamp, name = excluded.name, "user" = excluded."user", status = excluded.status,
+        source = excluded.source, body_hash = excluded.body_hash, doc = excluded.doc
+    {where}
+    RETURNING 1
+)
+SELECT EXISTS (SELECT FROM stored), (SELECT c::text FROM counted)
 """
 _STORE_TYPES = dict(
     tenant="text",
@@ -48,55 +63,78 @@ _STORE_TYPES = dict(
     body_hash="text",
     doc="jsonb",
 )
-STORE_SUMMARY = prepared("batchsvc_store_summary", _STORE_SQL, **_STORE_TYPES)
+STORE_SUMMARY = prepared("batchsvc_store_summary", _STORE_SQL.format(where=""), **_STORE_TYPES)
 # Stores only where no summary, or a failed one, holds the id: the optimistic path of a new batch.
 STORE_NEW_SUMMARY = prepared(
-    "batchsvc_store_new_summary", _STORE_SQL + "WHERE s.status = 'failed' RETURNING 1", **_STORE_TYPES
+    "batchsvc_store_new_summary", _STORE_SQL.format(where="WHERE s.status = 'failed'"), **_STORE_TYPES
 )
 
 # --- Objects ---------------------------------------------------------------------------------
-# Rows arrive as parallel arrays (one bound parameter each, no per-row SQL text to build or
-# parse) and are inserted in `_id` order, so concurrent batches lock shared objects in the same
-# order (SPEC §3.9).
+# One statement writes every object row of a batch (SPEC §3, §12). Rows arrive as parallel
+# arrays (one bound parameter each, no per-row SQL text to build or parse) and are upserted in
+# `_id` order, so concurrent batches lock shared objects in the same order (§3.9). A stored row
+# is merged or replaced where it conflicts (`replaced` names the replaced ids as JSON object
+# keys, a binary search per row; `replace_all` a batch of replaces), so a batch mixing both modes
+# is one ordered pass too. A row whose document comes out as stored is not written at all (the
+# WHERE of DO UPDATE): no new version, no new tuple, its `_timestamp` and `_batch` stay. A row
+# that changes gets the next version; the migration's statement trigger on `objects`
+# (batchsvc_archive_objects) moves its previous state to `object_versions`, from the rows the
+# statement itself replaced: no lookup of its own, nothing for rows that did not change, and
+# never a stale state when concurrent batches take turns on a row. The batch's change log
+# (`batch_changes`) lists what it created and updated; a new row adds its id there and nothing
+# more to history.
 _UPSERT = """
-INSERT INTO objects AS o (tenant, environment, id, doc, version, created, updated, "user", batch)
-SELECT %(tenant)s, %(environment)s, v.id, v.doc::jsonb, v.writes, %(now)s, %(now)s, %(user)s, %(batch)s
-FROM ROWS FROM (unnest(%(ids)s::text[]), json_array_elements(%(docs)s::json), unnest(%(writes)s::int[]))
-    AS v(id, doc, writes)
-ORDER BY v.id
-ON CONFLICT (tenant, environment, id) DO UPDATE SET
-    doc = {doc},
-    version = o.version + excluded.version,
-    updated = excluded.updated,
-    "user" = excluded."user",
-    batch = excluded.batch
-"""
-_UPSERT_TYPES = dict(
+WITH up AS (
+    INSERT INTO objects AS o (tenant, environment, id, doc, version, created, updated, "user", batch, reason)
+    SELECT %(tenant)s, %(environment)s, v.id, v.doc::jsonb, 1, %(now)s, %(now)s, %(user)s, %(batch)s, %(reason)s
+    FROM ROWS FROM (unnest(%(ids)s::text[]), json_array_elements(%(docs)s::json)) AS v(id, doc)
+    ORDER BY v.id
+    ON CONFLICT (tenant, environment, id) DO UPDATE SET
+        doc = {new_doc},
+        version = o.version + 1,
+        updated = excluded.updated,
+        "user" = excluded."user",
+        batch = excluded.batch,
+        reason = excluded.reason,
+        restored_at = NULL,
+        restored_by = NULL
+    WHERE o.doc IS DISTINCT FROM {new_doc}
+    RETURNING o.id, o.version
+),
+counted AS (
+    SELECT count(*) FILTER (WHERE version = 1) AS created,
+           count(*) FILTER (WHERE version > 1) AS updated,
+           COALESCE(array_agg(id ORDER BY id) FILTER (WHERE version = 1), '{{}}') AS created_ids,
+           COALESCE(array_agg(id ORDER BY id) FILTER (WHERE version > 1), '{{}}') AS updated_ids
+    FROM up
+),
+logged AS (
+    INSERT INTO batch_changes AS l (tenant, environment, batch, kind, timestamp, created, updated, removed)
+    SELECT %(tenant)s, %(environment)s, %(batch)s, 'objects', %(now)s, created_ids, updated_ids, '{{}}'
+    FROM counted WHERE created + updated > 0
+    ON CONFLICT (tenant, environment, batch, kind) DO UPDATE SET
+        timestamp = excluded.timestamp, created = excluded.created, updated = excluded.updated,
+        removed = excluded.removed
+)
+SELECT set_config('batchsvc.object_counts', json_build_object(
+    'created', created, 'updated', updated, 'unchanged', cardinality(%(ids)s::text[]) - created - updated)::text, true)
+FROM counted
+""".format(
+    new_doc="CASE WHEN %(replace_all)s OR %(replaced)s ? excluded.id THEN excluded.doc ELSE o.doc || excluded.doc END"
+)
+UPSERT_OBJECTS = prepared(
+    "batchsvc_upsert_objects",
+    _UPSERT,
     tenant="text",
     environment="text",
     now="timestamptz",
     user="text",
     batch="text",
+    reason="text",
     ids="text[]",
     docs="json",
-    writes="int[]",
-)
-MERGE_OBJECTS = prepared("batchsvc_merge_objects", _UPSERT.format(doc="o.doc || excluded.doc"), **_UPSERT_TYPES)
-REPLACE_OBJECTS = prepared("batchsvc_replace_objects", _UPSERT.format(doc="excluded.doc"), **_UPSERT_TYPES)
-# A batch mixing both modes upserts every row as a merge (one ordered pass, so it locks like any
-# other batch), then sets the replaced documents on rows it already holds: no new locks, no
-# deadlock. Two ordered passes of inserts would deadlock concurrent batches again and again.
-SET_REPLACED = prepared(
-    "batchsvc_set_replaced_objects",
-    """
-UPDATE objects AS o SET doc = v.doc::jsonb
-FROM ROWS FROM (unnest(%(ids)s::text[]), json_array_elements(%(docs)s::json)) AS v(id, doc)
-WHERE o.tenant = %(tenant)s AND o.environment = %(environment)s AND o.id = v.id
-""",
-    tenant="text",
-    environment="text",
-    ids="text[]",
-    docs="json",
+    replace_all="boolean",
+    replaced="jsonb",
 )
 _LOCK_OBJECTS = """
 SELECT id, CASE WHEN id = ANY(%(read)s) THEN doc END FROM objects
@@ -105,7 +143,7 @@ ORDER BY id FOR UPDATE
 """
 
 # Every connection of the batch path prepares these, once (see transaction.raw_transaction).
-PREPARED = (LOCK_ID, CLAIM, STORE_SUMMARY, STORE_NEW_SUMMARY, MERGE_OBJECTS, REPLACE_OBJECTS, SET_REPLACED)
+PREPARED = (LOCK_ID, CLAIM, STORE_SUMMARY, STORE_NEW_SUMMARY, UPSERT_OBJECTS)
 
 # --- Typed data ------------------------------------------------------------------------------
 # Each table's rows go in one statement as parallel arrays: key columns as array literals, the
@@ -151,6 +189,7 @@ class BatchStore:
         self._cursor = cursor
         self._scope = {"tenant": scope.tenant, "environment": scope.environment}
         self.scope = scope
+        self.history = HistoryWrites(cursor, scope)  # rollbacks and object deletes (store/history.py)
 
     # summaries
     def lock_id(self, batch_id: str) -> None:
@@ -165,14 +204,20 @@ class BatchStore:
         return Claimed(*row) if row else None
 
     def store_summary(self, doc: dict, *, finished: datetime, body_hash: str) -> None:
-        """Insert the summary, or overwrite one under the same id."""
-        self._cursor.defer(STORE_SUMMARY, self._summary_row(doc, finished, body_hash))
+        """Insert the summary, or overwrite one under the same id; fills in doc's object counts."""
+        self._store(STORE_SUMMARY, doc, finished, body_hash)
 
     def store_new_summary(self, doc: dict, *, finished: datetime, body_hash: str) -> bool:
         """Insert the summary, or overwrite a failed one; False, storing nothing, when a summary
-        that did not fail holds the id."""
-        self._cursor.run(STORE_NEW_SUMMARY, self._summary_row(doc, finished, body_hash))
-        return self._cursor.fetchone() is not None
+        that did not fail holds the id. Fills in doc's object counts."""
+        return self._store(STORE_NEW_SUMMARY, doc, finished, body_hash)
+
+    def _store(self, statement, doc: dict, finished: datetime, body_hash: str) -> bool:
+        self._cursor.run(statement, self._summary_row(doc, finished, body_hash))
+        stored, counts = self._cursor.fetchone()
+        if counts is not None:
+            doc["counts"]["objects"].update(orjson.loads(counts))
+        return stored
 
     def _summary_row(self, doc: dict, finished: datetime, body_hash: str) -> dict:
         return {
@@ -193,31 +238,28 @@ class BatchStore:
         self._cursor.execute(_LOCK_OBJECTS, {**self._scope, "ids": sorted(ids), "read": sorted(read)})
         return dict(self._cursor.fetchall())
 
-    def upsert_objects(self, rows: list[ObjectWrite], *, user: str, batch_id: str, now: datetime) -> None:
-        """One upsert of every row, plus one update of the replaced documents when a batch
-        mixes merge and replace."""
+    def upsert_objects(self, rows: list[ObjectWrite], *, user: str, batch_id: str, now: datetime, reason: str) -> None:
+        """One statement for every row: merged or replaced, unchanged rows left alone, the change
+        logged; its counts reach the summary statement (which is what reads them)."""
         if not rows:
             return
-        params = {
-            **self._scope,
-            "now": now,
-            "user": user,
-            "batch": batch_id,
-            "ids": text_array([row.id for row in rows]),
-            "docs": orjson.dumps([row.doc for row in rows]).decode(),  # one JSON array, split by the server
-            "writes": int_array([row.writes for row in rows]),
-        }
-        replaced = [row for row in rows if row.replace]
-        self._cursor.defer(REPLACE_OBJECTS if len(replaced) == len(rows) else MERGE_OBJECTS, params)
-        if 0 < len(replaced) < len(rows):
-            self._cursor.defer(
-                SET_REPLACED,
-                {
-                    **self._scope,
-                    "ids": text_array([row.id for row in replaced]),
-                    "docs": orjson.dumps([row.doc for row in replaced]).decode(),
-                },
-            )
+        replaced = [row.id for row in rows if row.replace]
+        self._cursor.defer(
+            UPSERT_OBJECTS,
+            {
+                **self._scope,
+                "now": now,
+                "user": user,
+                "batch": batch_id,
+                "reason": reason,
+                "ids": text_array([row.id for row in rows]),
+                "docs": orjson.dumps([row.doc for row in rows]).decode(),  # one JSON array, split by the server
+                "replace_all": len(replaced) == len(rows),
+                "replaced": "{}"
+                if len(replaced) in (0, len(rows))
+                else orjson.dumps(dict.fromkeys(replaced, 1)).decode(),
+            },
+        )
 
     # typed data
     def stored_curves(self, keys: list[tuple[str, str, date]]) -> dict[tuple[str, str, date], dict]:
