@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from batchsvc.core.identity import Scope
 from batchsvc.models import HistoryWatermark, ObjectVersion, StoredObject
-from batchsvc.store.transaction import TransactionCursor, text_array
+from batchsvc.store.transaction import TransactionCursor, int_array, text_array
 
 # --- Reads, on the request's session ----------------------------------------------------------
 
@@ -282,33 +282,22 @@ class HistoryWrites:
         self._cursor.defer(_ARCHIVE_REMOVED, params)
         self._cursor.defer(_REMOVE, params)
 
+    def _states(self, states: dict[str, int], now: datetime, by: str) -> dict:
+        """The parameters naming archived states (id -> seq), ids in order."""
+        ids = sorted(states)
+        return {**self._scope, "ids": text_array(ids), "seqs": int_array(states[i] for i in ids), "now": now, "by": by}
+
     def restore(self, states: dict[str, int], *, now: datetime, by: str) -> None:
         """Make archived states (id -> seq) current again; the states they end are archived by
         the trigger on `objects`, like any update's."""
-        if not states:
-            return
-        ids = sorted(states)
-        params = {
-            **self._scope,
-            "ids": text_array(ids),
-            "seqs": "{" + ",".join(str(states[i]) for i in ids) + "}",
-            "now": now,
-            "by": by,
-        }
-        self._cursor.defer(_RESTORE, params)
+        if states:
+            self._cursor.defer(_RESTORE, self._states(states, now, by))
 
     def recreate(self, states: dict[str, int], *, now: datetime, by: str) -> None:
         """Bring removed objects back in archived states (id -> seq)."""
         if not states:
             return
-        ids = sorted(states)
-        params = {
-            **self._scope,
-            "ids": text_array(ids),
-            "seqs": "{" + ",".join(str(states[i]) for i in ids) + "}",
-            "now": now,
-            "by": by,
-        }
+        params = self._states(states, now, by)
         self._cursor.defer(_RECREATE, params)
         # The removal is undone: the lineage before it is the object's again (versions, deletes).
         self._cursor.defer(
