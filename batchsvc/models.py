@@ -77,10 +77,11 @@ class ObjectVersion(Base):
     """A state an object had and no longer has (SPEC §12): superseded by a batch that changed
     it, or removed. Written only when something changes: loads that change nothing add nothing.
 
-    `seq` orders one object's archived states; [`valid_from`, `valid_to`) is when the state was
-    current (as-of reads); `made_by` the batch that made it current (its writer, or the rollback
-    that restored it); `superseded_by` the batch that ended it; `removed` that the object was
-    removed then, rather than replaced by another version.
+    A row is the `objects` row as it was, plus: `seq`, which orders one object's archived states;
+    `valid_to`, when the state stopped being current (it was current from `restored_at`, when a
+    rollback or delete brought it back, else from `updated`: the span as-of reads look in);
+    `superseded_by`, the batch that ended it; `removed`, that the object was removed then rather
+    than given another version.
     """
 
     __tablename__ = "object_versions"
@@ -96,8 +97,8 @@ class ObjectVersion(Base):
     user: Mapped[str] = mapped_column(Text)
     batch: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str | None] = mapped_column(Text)
-    made_by: Mapped[str] = mapped_column(String(128))
-    valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    restored_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    restored_by: Mapped[str | None] = mapped_column(String(128))
     valid_to: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     superseded_by: Mapped[str] = mapped_column(String(128))
     removed: Mapped[bool] = mapped_column(Boolean)

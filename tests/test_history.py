@@ -412,6 +412,9 @@ def test_rollback_rights_and_bad_input_change_nothing(client, db_url):
     ):
         assert_error(getattr(client, method)(path), 401)
         assert_error(getattr(client, method)(path, headers={"Authorization": "Bearer nonsense"}), 401)
+    nobody = auth(roles=())  # a valid token without batch.read
+    for path in ("/api/object/v1/private/W/*", "/api/object/v1/private/W/1", "/api/object/v1/private/W?_asof=2024"):
+        assert_error(client.get(path, headers=nobody), 403)
     assert_error(rollback(client, "admin-change", headers=auth(roles=READER)), 403)
     assert_error(delete(client, "W", headers=auth(roles=READER)), 403)
     other_writer = auth(user="someone@example.com", roles=WRITER)

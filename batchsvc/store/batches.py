@@ -104,8 +104,8 @@ WITH up AS (
 counted AS (
     SELECT count(*) FILTER (WHERE version = 1) AS created,
            count(*) FILTER (WHERE version > 1) AS updated,
-           COALESCE(array_agg(id ORDER BY id) FILTER (WHERE version = 1), '{{}}') AS created_ids,
-           COALESCE(array_agg(id ORDER BY id) FILTER (WHERE version > 1), '{{}}') AS updated_ids
+           COALESCE(array_agg(id) FILTER (WHERE version = 1), '{{}}') AS created_ids,
+           COALESCE(array_agg(id) FILTER (WHERE version > 1), '{{}}') AS updated_ids
     FROM up
 ),
 logged AS (

@@ -79,7 +79,10 @@ class HistoryReader:
         """The archived state that was current at `instant`, if one was."""
         query = (
             self._versions(object_id)
-            .where(ObjectVersion.valid_from <= instant, ObjectVersion.valid_to > instant)
+            .where(
+                func.coalesce(ObjectVersion.restored_at, ObjectVersion.updated) <= instant,
+                ObjectVersion.valid_to > instant,
+            )
             .order_by(ObjectVersion.seq.desc())
             .limit(1)
         )
@@ -118,9 +121,9 @@ class Trail:
 # removal's by this statement, which knows who removed the object.
 _ARCHIVE_REMOVED = """
 INSERT INTO object_versions (tenant, environment, id, version, doc, created, updated, "user", batch, reason,
-                             made_by, valid_from, valid_to, superseded_by, removed)
+                             restored_at, restored_by, valid_to, superseded_by, removed)
 SELECT tenant, environment, id, version, doc, created, updated, "user", batch, reason,
-       COALESCE(restored_by, batch), COALESCE(restored_at, updated), %(now)s, %(by)s, true
+       restored_at, restored_by, %(now)s, %(by)s, true
 FROM objects
 WHERE tenant = %(tenant)s AND environment = %(environment)s AND id = ANY(%(ids)s::text[])
 ORDER BY id
@@ -264,7 +267,7 @@ class HistoryWrites:
         if not ids:
             return {}
         rows = self._rows(
-            """SELECT id, seq, made_by, superseded_by, removed FROM object_versions
+            """SELECT id, seq, COALESCE(restored_by, batch), superseded_by, removed FROM object_versions
             WHERE tenant = %(tenant)s AND environment = %(environment)s AND id = ANY(%(ids)s::text[])
             ORDER BY id, seq""",
             ids=text_array(sorted(ids)),

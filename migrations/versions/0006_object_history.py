@@ -25,16 +25,17 @@ depends_on = None
 ARCHIVE_FUNCTION = """
 CREATE FUNCTION batchsvc_archive_objects() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF NOT EXISTS (SELECT FROM superseded) THEN
+        RETURN NULL;  -- an upsert that only inserted, or changed nothing: no planning at all
+    END IF;
     EXECUTE $archive$
     INSERT INTO object_versions (tenant, environment, id, version, doc, created, updated, "user", batch, reason,
-                                 made_by, valid_from, valid_to, superseded_by, removed)
+                                 restored_at, restored_by, valid_to, superseded_by, removed)
     SELECT o.tenant, o.environment, o.id, o.version, o.doc, o.created, o.updated, o."user", o.batch, o.reason,
-           COALESCE(o.restored_by, o.batch), COALESCE(o.restored_at, o.updated),
-           COALESCE(n.restored_at, n.updated), COALESCE(n.restored_by, n.batch), false
+           o.restored_at, o.restored_by, COALESCE(n.restored_at, n.updated), COALESCE(n.restored_by, n.batch), false
     FROM superseded o JOIN superseding n USING (tenant, environment, id)
     WHERE o.version IS DISTINCT FROM n.version OR o.doc IS DISTINCT FROM n.doc
        OR o.restored_by IS DISTINCT FROM n.restored_by
-    ORDER BY o.tenant, o.environment, o.id
     $archive$;
     RETURN NULL;
 END
@@ -80,8 +81,8 @@ def upgrade() -> None:
         sa.Column("user", sa.Text(), nullable=False),
         sa.Column("batch", sa.String(length=128), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),
-        sa.Column("made_by", sa.String(length=128), nullable=False),
-        sa.Column("valid_from", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("restored_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("restored_by", sa.String(length=128), nullable=True),
         sa.Column("valid_to", sa.DateTime(timezone=True), nullable=False),
         sa.Column("superseded_by", sa.String(length=128), nullable=False),
         sa.Column("removed", sa.Boolean(), nullable=False),
