@@ -145,3 +145,12 @@ def odsl_sdk():
     # The SDK writes its MSAL token cache to ./token.odsl at exit; keep it out of the repository.
     module.ODSL.cache.filename = os.devnull
     return module
+
+
+def sdk_client(odsl_sdk, server, token: str | None = None):
+    """A real odsl SDK client pointed at `server` (a LiveServer), logged in with `token` when given."""
+    client = odsl_sdk.ODSL()
+    client.url = server.url + "/api/"
+    if token is not None:
+        client.loginWithToken(token)
+    return client

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 import requests
-from conftest import ERROR_KEYS, SECRET, auth, db_rows, start_live_server, truncate
+from conftest import ERROR_KEYS, SECRET, auth, db_rows, sdk_client, start_live_server, truncate
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -456,8 +456,7 @@ def test_the_odsl_sdk_logs_in_with_an_api_key(odsl_sdk, two_workers, db_url, cap
     )
     assert created.status_code == 201, created.text
     try:
-        odsl = odsl_sdk.ODSL()
-        odsl.url = server.url + "/api/"
+        odsl = sdk_client(odsl_sdk, server)
         odsl.loginWithAPIKey(USER, created.json()["key"])
         odsl.update("batch", "private", {"_id": "sdk-key-1", "elements": [{"_id": "SDK", "v": 1}]})
         assert capsys.readouterr().out.split() == ["201"]

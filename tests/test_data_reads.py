@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
-from conftest import assert_error, auth, make_token, start_live_server, truncate
+from conftest import assert_error, auth, make_token, sdk_client, truncate
 
 from batchsvc.core.periods import RANGE_FORMS, Span, period, zone_named
 
@@ -513,17 +513,8 @@ def test_object_route_shows_headers_with_refs(catalogue):
 # --- the real odsl SDK ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def reads_server(db_url):
-    server = start_live_server(db_url, workers=1)
-    yield server
-    server.stop()
-
-
-def test_sdk_reads(odsl_sdk, reads_server, db_url, capsys):
-    o = odsl_sdk.ODSL()
-    o.url = reads_server.url + "/api/"
-    o.loginWithToken(make_token(tenant="sdk-reads", user="sdk@example.com"))
+def test_sdk_reads(odsl_sdk, live_server, db_url, capsys):
+    o = sdk_client(odsl_sdk, live_server, make_token(tenant="sdk-reads", user="sdk@example.com"))
     try:
         o.update(
             "batch",

@@ -7,7 +7,7 @@ import time
 from urllib.parse import quote
 
 import pytest
-from conftest import ERROR_KEYS, SECRET, auth, db_rows, make_token
+from conftest import ERROR_KEYS, SECRET, auth, db_rows, make_token, sdk_client
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
 
@@ -617,9 +617,7 @@ def test_status_filter_uses_the_status_index(app, client, db_url):
 
 
 def test_odsl_sdk_list_with_a_filter(odsl_sdk, live_server, db_url):
-    client = odsl_sdk.ODSL()
-    client.url = live_server.url + "/api/"
-    client.loginWithToken(make_token(tenant="sdk-filter", user="sdk@example.com"))
+    client = sdk_client(odsl_sdk, live_server, make_token(tenant="sdk-filter", user="sdk@example.com"))
     try:
         client.update("batch", "private", {"_id": "sdk-filter-1", "elements": OBJECTS})
         found = client.list("object", "private", {"_filter": '{"MID_PRICE":{"$gt":50}}'})

@@ -6,7 +6,7 @@ import json
 from urllib.parse import quote
 
 import pytest
-from conftest import assert_error, auth, db_rows, make_token, start_live_server, truncate
+from conftest import assert_error, auth, db_rows, make_token, sdk_client, start_live_server, truncate
 
 from batchsvc.api.http import summary_response
 from batchsvc.core.batches import REPLAYED, Outcome, object_write_request
@@ -290,9 +290,7 @@ def live_server(db_url):
 
 @pytest.fixture
 def odsl(odsl_sdk, live_server, db_url):
-    client = odsl_sdk.ODSL()
-    client.url = live_server.url + "/api/"
-    client.loginWithToken(make_token(tenant="sdk-objects", user="sdk@example.com"))
+    client = sdk_client(odsl_sdk, live_server, make_token(tenant="sdk-objects", user="sdk@example.com"))
     yield client
     truncate(db_url)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_token, start_live_server, truncate
+from conftest import make_token, sdk_client, start_live_server, truncate
 
 BATCH_ID = "00006d91-0fa0-481a-8118-7d6c1f4dba8f"
 
@@ -18,9 +18,7 @@ def live_server(db_url):
 
 @pytest.fixture
 def odsl(odsl_sdk, live_server, db_url):
-    client = odsl_sdk.ODSL()
-    client.url = live_server.url + "/api/"
-    client.loginWithToken(make_token(tenant="sdk-tenant", user="sdk@example.com"))
+    client = sdk_client(odsl_sdk, live_server, make_token(tenant="sdk-tenant", user="sdk@example.com"))
     yield client
     truncate(db_url)
 
@@ -84,9 +82,7 @@ def test_sdk_public_objects_paths_and_params(odsl, capsys):
 
 
 def test_sdk_with_a_bad_token(odsl_sdk, live_server, capsys):
-    client = odsl_sdk.ODSL()
-    client.url = live_server.url + "/api/"
-    client.loginWithToken("not-a-token")
+    client = sdk_client(odsl_sdk, live_server, "not-a-token")
     result = client.list("batch")
     assert isinstance(result, str)
     assert "ODSL error 401: [401]" in capsys.readouterr().out
@@ -152,8 +148,7 @@ def test_every_sample_call_of_the_odsl_readme(odsl, odsl_sdk, live_server, capsy
         headers=admin,
         timeout=10,
     ).json()
-    keyed = odsl_sdk.ODSL()
-    keyed.url = live_server.url + "/api/"
+    keyed = sdk_client(odsl_sdk, live_server)
     keyed.loginWithAPIKey("loader@example.com", created["key"])
     assert len(keyed.list("object", "private")) == 6
     assert keyed.get("object", "private", "P0")["MID_PRICE"] == 45

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
-from conftest import assert_error, auth, connect, db_rows, make_token, start_live_server, truncate
+from conftest import assert_error, auth, connect, db_rows, make_token, sdk_client, truncate
 
 EMPTY_SUMMARY = {"curves": {}, "series": {}, "matrix": {}, "events": {}, "failures": {}}
 DATA_TABLES = ("curves", "matrices", "events")
@@ -1072,17 +1072,8 @@ def test_appending_to_a_large_series_does_not_rewrite_it(client, app, db_url):
 # --- the real odsl SDK --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def data_server(db_url):
-    server = start_live_server(db_url, workers=1)
-    yield server
-    server.stop()
-
-
-def test_sdk_reads_a_series_with_a_range(odsl_sdk, data_server, db_url, capsys):
-    o = odsl_sdk.ODSL()
-    o.url = data_server.url + "/api/"
-    o.loginWithToken(make_token(tenant="sdk-data-tenant", user="sdk@example.com"))
+def test_sdk_reads_a_series_with_a_range(odsl_sdk, live_server, db_url, capsys):
+    o = sdk_client(odsl_sdk, live_server, make_token(tenant="sdk-data-tenant", user="sdk@example.com"))
     try:
         o.update(
             "batch",
