@@ -117,6 +117,14 @@ class StandardStreamHandler(logging.StreamHandler):
         pass  # always the current sys.stdout / sys.stderr
 
 
+def _flush(stream) -> None:
+    """Flush a stream that may be gone by now (a test's captured stdout, closed since)."""
+    try:
+        stream.flush()
+    except (ValueError, OSError):
+        pass
+
+
 class QueuedStreamHandler(StandardStreamHandler):
     """Request lines handed to a writer thread of their own, which formats and writes them.
 
@@ -141,7 +149,7 @@ class QueuedStreamHandler(StandardStreamHandler):
         if queue.qsize() >= self.MAX_QUEUED:
             self._dropped += 1
             return
-        queue.put(record)
+        queue.put((self.stream, record))  # the stdout of the moment the line was logged, not of its writing
 
     def _start(self) -> SimpleQueue:
         """A queue and writer per process (threads do not survive a fork), on the first line."""
@@ -152,21 +160,23 @@ class QueuedStreamHandler(StandardStreamHandler):
         return self._queue
 
     def _write(self, queue: SimpleQueue) -> None:
+        stream = self.stream
         while (item := queue.get()) is not _STOP:
             if isinstance(item, threading.Event):  # flush() waits for the lines queued before it
-                self.stream.flush()
+                _flush(stream)
                 item.set()
                 continue
+            stream, record = item
             try:
-                self.stream.write(self.format(item) + self.terminator)
+                stream.write(self.format(record) + self.terminator)
                 if queue.empty():
-                    self.stream.flush()
+                    stream.flush()
             except Exception:
-                self.handleError(item)
+                self.handleError(record)
             if self._dropped:
                 dropped, self._dropped = self._dropped, 0
                 logging.getLogger(APP_LOGGER).warning("%d request log lines dropped: stdout did not keep up", dropped)
-        self.stream.flush()
+        _flush(stream)
 
     def flush(self) -> None:
         """Return once every line queued so far is written (tests, and logging's shutdown at exit)."""
