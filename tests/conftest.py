@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 import msal
@@ -154,3 +156,23 @@ def sdk_client(odsl_sdk, server, token: str | None = None):
     if token is not None:
         client.loginWithToken(token)
     return client
+
+
+def post_until_it_waits(client, body: bytes, headers: dict, db_url: str, what: str):
+    """POST `body` as a batch from a thread and return once its transaction waits on a lock that
+    another session holds: (the thread, the dict its response lands in as "response", the pids
+    of the waiting backends). The caller releases the lock and joins the thread."""
+    outcome: dict = {}
+    sender = threading.Thread(
+        target=lambda: outcome.update(response=client.post("/api/batch/v1", data=body, headers=headers))
+    )
+    sender.start()
+    waiting = (
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'batchsvc' AND wait_event_type = 'Lock'"
+        " AND datname = current_database()"
+    )
+    deadline = time.monotonic() + 10
+    while not (pids := db_rows(db_url, waiting)):
+        assert time.monotonic() < deadline, f"the batch never waited for {what}"
+        time.sleep(0.01)
+    return sender, outcome, [pid for (pid,) in pids]

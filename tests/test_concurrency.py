@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import pytest
 import requests
-from conftest import SECRET, auth, connect, db_rows, start_live_server
+from conftest import SECRET, auth, connect, db_rows, post_until_it_waits, start_live_server
 
 from batchsvc import create_app
 
@@ -185,19 +184,8 @@ def _deadlocked_post(db_url, attempts: int, release):
             # runs on a loaded machine: it checks only after 20 s (superuser setting; tests connect as one).
             cur.execute("SET deadlock_timeout = '20s'")
             cur.execute("SELECT 1 FROM objects WHERE tenant = %s AND id = 'DL-B' FOR UPDATE", (DEADLOCK_TENANT,))
-        outcome = {}
         body = orjson.dumps({"_id": "dl-batch", "elements": [{"_id": "DL-A", "v": 1}, {"_id": "DL-B", "v": 1}]})
-        sender = threading.Thread(
-            target=lambda: outcome.update(response=client.post("/api/batch/v1", data=body, headers=headers))
-        )
-        sender.start()
-        waiting = (
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'batchsvc' AND wait_event_type = 'Lock'"
-        )
-        deadline = time.monotonic() + 10
-        while db_rows(db_url, waiting)[0][0] == 0:
-            assert time.monotonic() < deadline, "the batch never waited for DL-B"
-            time.sleep(0.01)
+        sender, outcome, _ = post_until_it_waits(client, body, headers, db_url, "DL-B")
         with other.cursor() as cur:
             cur.execute("SELECT 1 FROM objects WHERE tenant = %s AND id = 'DL-A' FOR UPDATE", (DEADLOCK_TENANT,))
         release(other)

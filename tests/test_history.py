@@ -12,7 +12,7 @@ from urllib.parse import quote
 import orjson
 import pytest
 import requests
-from conftest import SECRET, SERIES_POINTS, assert_error, auth, connect, db_rows, start_live_server
+from conftest import SECRET, SERIES_POINTS, assert_error, auth, connect, db_rows, post_until_it_waits, start_live_server
 
 from batchsvc import create_app
 
@@ -202,19 +202,8 @@ def test_a_concurrent_batch_creating_the_same_object_is_merged_into_and_archived
                 VALUES (%s, 'production', 'X', '{"theirs": 1}', 1, now(), now(), 'other', 'theirs', 'r')""",
                 (tenant,),
             )
-        outcome = {}
         body = orjson.dumps({"_id": "mine", "elements": [{"_id": "X", "mine": 1}]})
-        sender = threading.Thread(
-            target=lambda: outcome.update(response=client.post("/api/batch/v1", data=body, headers=headers))
-        )
-        sender.start()
-        waiting = (
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'batchsvc' AND wait_event_type = 'Lock'"
-        )
-        deadline = time.monotonic() + 10
-        while db_rows(db_url, waiting)[0][0] == 0:
-            assert time.monotonic() < deadline, "the batch never waited for the other insert"
-            time.sleep(0.01)
+        sender, outcome, _ = post_until_it_waits(client, body, headers, db_url, "the other insert")
         other.commit()
         sender.join(30)
         response = outcome["response"]

@@ -6,17 +6,14 @@ import glob
 import os
 import signal
 import tempfile
-import threading
 import time
 
 import orjson
-import psycopg2
 import pytest
 import requests
-from conftest import ERROR_KEYS, SECRET, auth, db_rows, start_live_server
+from conftest import ERROR_KEYS, SECRET, auth, connect, db_rows, post_until_it_waits, start_live_server
 from prometheus_client import multiprocess
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy.engine import make_url
 
 from batchsvc import create_app
 from batchsvc.core.identity import Scope
@@ -235,25 +232,13 @@ def test_a_lost_connection_retry_is_counted(db_url):
     headers = {**HEADERS}
     assert client.post("/api/batch/v1", data=orjson.dumps({"_id": "lost-seed", "elements": [{"_id": "LOST"}]}), headers=headers).status_code == 201  # fmt: skip
     before = _scrape(client)
-    other = psycopg2.connect(make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False))
+    other = connect(db_url)
     try:
         with other.cursor() as cur:
             cur.execute("SELECT 1 FROM objects WHERE tenant = %s AND id = 'LOST' FOR UPDATE", (TENANT,))
-        outcome = {}
         body = orjson.dumps({"_id": "lost-batch", "elements": [{"_id": "LOST", "v": 1}]})
-        sender = threading.Thread(
-            target=lambda: outcome.update(response=client.post("/api/batch/v1", data=body, headers=headers))
-        )
-        sender.start()
-        waiting = (
-            "SELECT pid FROM pg_stat_activity WHERE application_name = 'batchsvc' AND wait_event_type = 'Lock'"
-            " AND datname = current_database()"
-        )
-        deadline = time.monotonic() + 10
-        while not (pids := db_rows(db_url, waiting)):
-            assert time.monotonic() < deadline, "the batch never waited for the row lock"
-            time.sleep(0.01)
-        db_rows(db_url, "SELECT pg_terminate_backend(%s)", (pids[0][0],))
+        sender, outcome, pids = post_until_it_waits(client, body, headers, db_url, "the row lock")
+        db_rows(db_url, "SELECT pg_terminate_backend(%s)", (pids[0],))
         time.sleep(0.2)
         other.rollback()
         sender.join(30)
