@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, fields
 from datetime import datetime
 
 from sqlalchemy import func, insert, select, update
@@ -10,33 +11,12 @@ from batchsvc.core.apikeys import StoredKey
 from batchsvc.db import Database
 from batchsvc.models import ApiKey
 
-_COLUMNS = (
-    ApiKey.id,
-    ApiKey.tenant,
-    ApiKey.user,
-    ApiKey.roles,
-    ApiKey.name,
-    ApiKey.created,
-    ApiKey.expires,
-    ApiKey.revoked_at,
-    ApiKey.key_hash,
-    ApiKey.created_by,
-)
+# A StoredKey's fields are the table's columns, name for name.
+_COLUMNS = tuple(getattr(ApiKey, f.name) for f in fields(StoredKey))
 
 
 def _stored(row) -> StoredKey:
-    return StoredKey(
-        id=row.id,
-        tenant=row.tenant,
-        user=row.user,
-        roles=tuple(row.roles),
-        name=row.name,
-        created=row.created,
-        expires=row.expires,
-        revoked_at=row.revoked_at,
-        key_hash=row.key_hash,
-        created_by=row.created_by,
-    )
+    return StoredKey(**{**row._mapping, "roles": tuple(row.roles)})
 
 
 class ApiKeyStore:
@@ -48,18 +28,7 @@ class ApiKeyStore:
     def insert(self, stored: StoredKey) -> None:
         with self.database.engine.begin() as connection:
             connection.execute(
-                insert(ApiKey).values(
-                    tenant=stored.tenant,
-                    id=stored.id,
-                    user=stored.user,
-                    roles=list(stored.roles),
-                    name=stored.name,
-                    created=stored.created,
-                    created_by=stored.created_by,
-                    expires=stored.expires,
-                    revoked_at=None,
-                    key_hash=stored.key_hash,
-                )
+                insert(ApiKey).values({**asdict(stored), "roles": list(stored.roles), "revoked_at": None})
             )
 
     def page(self, tenant: str, limit: int, skip: int) -> tuple[int, list[StoredKey]]:
