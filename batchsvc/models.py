@@ -132,13 +132,31 @@ class HistoryWatermark(Base):
     pruned_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class BatchStamp(Base):
+    """The stamp of one batch that wrote data: a compact number that data rows and observations
+    carry to say which batch wrote them, and when (`at`, the batch's time). Stamp 0, which has no
+    row, marks data written before history was kept (SPEC §12)."""
+
+    __tablename__ = "batch_stamps"
+
+    tenant: Mapped[str] = mapped_column(String(256), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stamp: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    batch: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("tenant", "environment", "batch"),)
+
+
 class DataRowKey:
-    """The key every data row starts with: whose, which object, which property."""
+    """The key every data row starts with: whose, which object, which property; and the stamp
+    of the batch that wrote the row as it is."""
 
     tenant: Mapped[str] = mapped_column(String(256), primary_key=True, sort_order=-4)
     environment: Mapped[str] = mapped_column(String(64), primary_key=True, sort_order=-3)
     object_id: Mapped[str] = mapped_column(String(256), primary_key=True, sort_order=-2)
     property: Mapped[str] = mapped_column(Text, primary_key=True, sort_order=-1)
+    stamp: Mapped[int] = mapped_column(BigInteger, server_default=text("0"), sort_order=10)
 
 
 class Tenant(Base):
@@ -185,6 +203,27 @@ class SeriesChunk(Base):
     vals: Mapped[list[float | None]] = mapped_column(ARRAY(Double))
     codes: Mapped[list[int]] = mapped_column(ARRAY(SmallInteger))
     extras: Mapped[dict | None] = mapped_column(JSONB)
+    # per point, the stamp of the batch that wrote it as it is (one when all share it, like codes)
+    stamps: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), server_default=text("'{0}'"))
+
+
+class SeriesVersion(Base):
+    """Observations of one chunk that batch `superseded` replaced or removed (SPEC §12), in the
+    chunk layout: the points as they were, each with the stamp of the batch that had written it.
+    Only changed points are kept: appending observations adds no row here."""
+
+    __tablename__ = "series_versions"
+
+    tenant_key: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    superseded: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    superseded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    times: Mapped[list[int]] = mapped_column(ARRAY(BigInteger))
+    vals: Mapped[list[float | None]] = mapped_column(ARRAY(Double))
+    codes: Mapped[list[int]] = mapped_column(ARRAY(SmallInteger))
+    stamps: Mapped[list[int]] = mapped_column(ARRAY(BigInteger))
+    extras: Mapped[dict | None] = mapped_column(JSONB)
 
 
 class Curve(DataRowKey, Base):
@@ -215,6 +254,26 @@ class Event(DataRowKey, Base):
     doc: Mapped[dict] = mapped_column(JSONB)
 
     __table_args__ = (Index("ix_events_by_time", "tenant", "environment", "object_id", "property", "eventtime"),)
+
+
+class DataVersion(Base):
+    """A state a curve date, matrix date or event had until batch `superseded` replaced or
+    removed it (SPEC §12). `kind` is curves, matrices or events; `key` the curve or matrix date
+    (YYYY-MM-DD) or the event id; `made` the stamp of the batch that had written the state."""
+
+    __tablename__ = "data_versions"
+
+    tenant: Mapped[str] = mapped_column(String(256), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    object_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    property: Mapped[str] = mapped_column(Text, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    superseded: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    superseded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    made: Mapped[int] = mapped_column(BigInteger)
+    eventtime: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    doc: Mapped[dict] = mapped_column(JSONB)
 
 
 class ApiKey(Base):

@@ -22,10 +22,12 @@ from batchsvc.core.batches import (
     apply_batch,
     read_batch_request,
 )
+from batchsvc.core.changes import DataChanges
 from batchsvc.core.errors import Busy, Conflict, ConnectionLost, Forbidden, InvalidInput, Retryable, TooLarge
 from batchsvc.core.identity import ADMIN, MAX_TEXT_LENGTH, READ, WRITE, Principal, Scope
 from batchsvc.core.objects import ObjectWrite
 from batchsvc.core.summaries import FAILED, Claimed
+from batchsvc.core.times import micros
 from batchsvc.core.typed import DataWrites
 
 SCOPE = Scope("tenant-a", "production")
@@ -190,10 +192,12 @@ class FakeStore:
         self.hit("stored_curves", keys=list(keys))
         return {key: copy.deepcopy(self._t.curves[key]) for key in keys if key in self._t.curves}
 
-    def write_data(self, wiped_objects: list[str], writes: dict[str, DataWrites]) -> None:
+    def write_data(self, wiped_objects: list[str], writes: dict[str, DataWrites], *, batch_id: str, now) -> DataChanges:
         self.hit("write_data", wiped_objects=list(wiped_objects), writes=writes)
         t = self._t
-        for table in (t.points, t.curves, t.matrices, t.events):
+        tables = {"points": t.points, "curves": t.curves, "matrices": t.matrices, "events": t.events}
+        before = {kind: dict(table) for kind, table in tables.items()}
+        for table in tables.values():
             for key in [key for key in table if key[0] in wiped_objects]:
                 del table[key]
         for obj, data in writes.items():
@@ -207,6 +211,25 @@ class FakeStore:
                 t.matrices[(obj, prop, day)] = copy.deepcopy(matrix)
             for (prop, ident), (instant, event) in data.events.items():
                 t.events[(obj, prop, ident)] = (instant, copy.deepcopy(event))
+        sent = {
+            "points": {(o, p, i) for o, d in writes.items() for p, i in d.points},
+            "curves": {(o, *k) for o, d in writes.items() for k in d.curves},
+            "matrices": {(o, *k) for o, d in writes.items() for k in d.matrices},
+            "events": {(o, *k) for o, d in writes.items() for k in d.events},
+        }
+        changes = DataChanges()
+        for kind, table in tables.items():
+            tally, old = changes.tallies[kind], before[kind]
+            for key in sent[kind]:
+                if key not in old:
+                    tally.created += 1
+                elif old[key] == table[key]:
+                    tally.unchanged += 1
+                    changes.kept[kind].add((key[0], key[1], micros(key[2]) if kind == "points" else key[2]))
+                else:
+                    tally.updated += 1
+            tally.removed += len(old.keys() - table.keys())
+        return changes
 
 
 # --- Helpers ------------------------------------------------------------------------------------------

@@ -102,7 +102,7 @@ def test_data_rows_with_awkward_names_round_trip(database, db_url):
             events={(name, name): (datetime(2021, 7, 1, tzinfo=UTC), {"_id": name})},
         )
     with raw_transaction(database, PREPARED) as cursor:
-        BatchStore(cursor, scope).write_data([], writes)
+        BatchStore(cursor, scope).write_data([], writes, batch_id="awkward", now=datetime.now(UTC))
     points = db_rows(
         db_url,
         """SELECT s.object_id, s.property, c.vals[1], c.extras FROM series s

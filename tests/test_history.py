@@ -152,7 +152,7 @@ def test_an_unchanged_resend_of_10000_elements_changes_and_stores_nothing(client
     again = post(client, elements, "load-1-again")  # the same file, under a new batch id
     assert again["status"] == "success" and again["size"] == 10_000
     assert again["counts"]["objects"] == {**EMPTY, "unchanged": 10_000}
-    assert again["counts"]["points"] == {**EMPTY, "written": 0}
+    assert again["counts"]["points"] == EMPTY
     assert history_rows(db_url) == before_rows  # zero rows (so zero bytes) of history
     assert tuples(db_url) == before_tuples  # no object row rewritten
     assert obj(client, "U00042") == before  # _version, _timestamp, _batch all stay
@@ -181,7 +181,7 @@ def test_unchanged_counts_with_merge_replace_and_data(client):
         "c-2",
     )
     assert summary["counts"]["objects"] == {**EMPTY, "created": 2, "updated": 1, "unchanged": 1}
-    assert summary["counts"]["points"] == {**EMPTY, "written": 1}
+    assert summary["counts"]["points"] == {**EMPTY, "created": 1}
     assert obj(client, "R")["_batch"] == "c-1" and obj(client, "M")["_version"] == 2
     failed = post(client, [{"no": "id"}], status=422)
     assert failed["counts"]["objects"] == EMPTY

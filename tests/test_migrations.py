@@ -20,7 +20,11 @@ DATABASE = "batchsvc_migr_a"
 TENANT_WIDE = {"api_keys", "tenants"}
 # Packed series rows start with the tenant's compact surrogate (tenants.key), then what names
 # the series within the tenant: its environment (series), or its id, which belongs to one (chunks).
-SURROGATE_KEYED = {"series": ["tenant_key", "environment"], "series_chunks": ["tenant_key", "series_id"]}
+SURROGATE_KEYED = {
+    "series": ["tenant_key", "environment"],
+    "series_chunks": ["tenant_key", "series_id"],
+    "series_versions": ["tenant_key", "series_id"],
+}
 
 
 @pytest.fixture

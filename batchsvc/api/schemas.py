@@ -58,21 +58,15 @@ class ChangeCountSchema(Schema):
     removed = fields.Integer(required=True)
 
 
-class DataChangeCountSchema(ChangeCountSchema):
-    written = fields.Integer(
-        required=True,
-        metadata={"description": "rows the batch wrote; created/updated/unchanged stay 0 until data keeps history"},
-    )
-
-
 class ChangeCountsSchema(Schema):
-    """What a batch did to each kind of item (SPEC §12)."""
+    """What a batch did to each kind of item (SPEC §12): objects, observations (points), curve
+    dates, matrix dates and events."""
 
     objects = fields.Nested(ChangeCountSchema, required=True)
-    points = fields.Nested(DataChangeCountSchema, required=True)
-    curves = fields.Nested(DataChangeCountSchema, required=True)
-    matrices = fields.Nested(DataChangeCountSchema, required=True)
-    events = fields.Nested(DataChangeCountSchema, required=True)
+    points = fields.Nested(ChangeCountSchema, required=True)
+    curves = fields.Nested(ChangeCountSchema, required=True)
+    matrices = fields.Nested(ChangeCountSchema, required=True)
+    events = fields.Nested(ChangeCountSchema, required=True)
 
 
 class BatchSummarySchema(Schema):

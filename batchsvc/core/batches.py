@@ -10,9 +10,10 @@ import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Protocol, TypeVar
 
+from batchsvc.core.changes import DataChanges
 from batchsvc.core.documents import MAX_DEPTH, check_shape, element_label, first_bad_element, loads
 from batchsvc.core.errors import Busy, Conflict, ConnectionLost, InvalidInput, Retryable, TooLarge, Unprocessable
 from batchsvc.core.identity import (
@@ -27,7 +28,9 @@ from batchsvc.core.identity import (
     source_problem,
 )
 from batchsvc.core.objects import SERVER_FIELDS, ObjectWrite, PendingWrite, strip_server_fields
+from batchsvc.core.periods import series_zone
 from batchsvc.core.summaries import FAILED, Claimed, SummaryBuilder, change_counts
+from batchsvc.core.times import micros
 from batchsvc.core.typed import (
     EVENT_LIST_TYPE,
     EVENT_TYPE,
@@ -37,6 +40,7 @@ from batchsvc.core.typed import (
     merge_contracts,
     merge_headers,
     normalise_event,
+    parse_time,
 )
 
 DEFAULT_REASON = "Update Batch"
@@ -252,7 +256,9 @@ class BatchStore(Protocol):
     def upsert_objects(
         self, rows: list[ObjectWrite], *, user: str, batch_id: str, now: datetime, reason: str
     ) -> None: ...
-    def write_data(self, wiped_objects: list[str], writes: dict[str, DataWrites]) -> None: ...
+    def write_data(
+        self, wiped_objects: list[str], writes: dict[str, DataWrites], *, batch_id: str, now: datetime
+    ) -> DataChanges: ...
     # Both fill doc["counts"]["objects"] in with what this transaction's upsert did.
     def store_summary(self, doc: dict, *, finished: datetime, body_hash: str) -> None: ...
     def store_new_summary(self, doc: dict, *, finished: datetime, body_hash: str) -> bool: ...
@@ -444,10 +450,33 @@ def _merge_stored_curves(store: BatchStore, writes: Writes, *, replaced: set[str
         writes.data[object_id].curves[(prop, day)] = (merge_contracts(curve, new), merge)
 
 
-def _record_data(builder: SummaryBuilder, writes: Writes) -> None:
+def _record_data(builder: SummaryBuilder, writes: Writes, changes: DataChanges) -> None:
+    """The summary's date maps: the dates of the data the batch changed (not what it left as stored)."""
+    keeping = {key[0] for kept in changes.kept.values() for key in kept}
+    docs = {row.id: row.doc for row in writes.rows} if keeping else {}
     for object_id, data in writes.data.items():
-        for kind, day, prop in set(data.dates):  # a day of points names its series once
+        dates = set(data.dates) if object_id not in keeping else _changed_dates(object_id, data, docs, changes.kept)
+        for kind, day, prop in dates:  # a day of points names its series once
             builder.touched(kind, day, f"{object_id}:{prop}")
+
+
+def _changed_dates(object_id: str, data: DataWrites, docs: dict, kept: dict[str, set]) -> set[tuple[str, str, str]]:
+    """(summary map, date, property) of the object's data items the store did not keep as they were."""
+    dates = set()
+    zones: dict[str, tzinfo] = {}
+    for prop, instant in data.points:
+        if (object_id, prop, micros(instant)) not in kept["points"]:
+            if prop not in zones:
+                zones[prop] = series_zone(docs.get(object_id, {}).get(prop) or {})
+            dates.add(("series", instant.astimezone(zones[prop]).date().isoformat(), prop))
+    for kind, rows, summary_map in (("curves", data.curves, "curves"), ("matrices", data.matrices, "matrix")):
+        dates.update(
+            (summary_map, day.isoformat(), prop) for prop, day in rows if (object_id, prop, day) not in kept[kind]
+        )
+    for (prop, ident), (_, event) in data.events.items():
+        if (object_id, prop, ident) not in kept["events"]:
+            dates.add(("events", parse_time(event["eventtime"], "eventtime")[1], prop))
+    return dates
 
 
 def run_transaction(
@@ -540,16 +569,6 @@ class _IdTaken(Restart):
     """The optimistic write found the batch id stored by a batch that did not fail."""
 
 
-def data_written(writes: dict[str, DataWrites]) -> dict[str, int]:
-    """Data rows a batch wrote, per counted kind (told apart by their own history later)."""
-    return {
-        "points": sum(len(data.points) for data in writes.values()),
-        "curves": sum(len(data.curves) for data in writes.values()),
-        "matrices": sum(len(data.matrices) for data in writes.values()),
-        "events": sum(len(data.events) for data in writes.values()),
-    }
-
-
 def _apply_once(
     store: BatchStore, principal: Principal, batch: BatchRequest, plan: Plan, clock, *, optimistic: bool
 ) -> Outcome:
@@ -568,8 +587,10 @@ def _apply_once(
         writes = Writes()
     started = clock()
     store.upsert_objects(writes.rows, user=principal.user, batch_id=batch.id, now=started, reason=batch.reason)
-    store.write_data([row.id for row in writes.rows if row.replace], writes.data)
-    _record_data(builder, writes)
+    changes = store.write_data(
+        [row.id for row in writes.rows if row.replace], writes.data, batch_id=batch.id, now=started
+    )
+    _record_data(builder, writes, changes)
     builder.public = any(is_public(row.id) for row in writes.rows)
     finished = clock()
     doc = builder.render(
@@ -579,7 +600,7 @@ def _apply_once(
         finished=finished,
         written=len(writes.rows),
         atomic_abort=atomic_abort,
-        counts=change_counts(written=data_written(writes.data)),
+        counts=change_counts(data=changes),
     )
     # The summary statement fills in doc's object counts: what the upsert found in the database.
     if not optimistic:

@@ -197,7 +197,7 @@ class HistoryStore(Protocol):
 
     def lock_id(self, batch_id: str) -> None: ...
     def claim(self, batch_id: str): ...
-    def write_data(self, wiped_objects: list[str], writes: dict) -> None: ...
+    def remove_data(self, object_ids: list[str], *, batch_id: str, now: datetime): ...
     def store_summary(self, doc: dict, *, finished: datetime, body_hash: str) -> None: ...
 
 
@@ -346,7 +346,7 @@ def rollback_batch(
             )
         now = clock()
         history.remove(sorted(actions[REMOVE]), now=now, by=batch.id)
-        store.write_data(sorted(actions[REMOVE]), {})  # a removed object's data goes with it
+        store.remove_data(sorted(actions[REMOVE]), batch_id=batch.id, now=now)  # its data goes with it
         history.restore(actions[RESTORE], now=now, by=batch.id)
         history.recreate(actions[RECREATE], now=now, by=batch.id)
         history.log_changes(
@@ -465,7 +465,7 @@ def delete_object(
         now = clock()
         if version <= 1:
             history.remove([object_id], now=now, by=batch.id)
-            store.write_data([object_id], {})
+            store.remove_data([object_id], batch_id=batch.id, now=now)
             counts, message = {"removed": 1}, f"Removed object {object_id}"
         else:
             seq = history.previous_version(object_id, version - 1)

@@ -6,26 +6,27 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
+from batchsvc.core.changes import DATA_KINDS, DataChanges
 from batchsvc.core.errors import Forbidden, NotFound
 from batchsvc.core.identity import Principal, Scope
 from batchsvc.core.queries import DATETIME, INT, TEXT, ListQuery, check_fields, shape
 from batchsvc.core.times import iso
 
 SUCCESS, WARNING, FAILED = "success", "warning", "failed"
-DATA_KINDS = ("curves", "series", "matrix", "events")
-# `counts` (SPEC §12): what a batch did to each kind of item. Objects are told apart exactly;
-# data rows are counted as `written` until their own history tells created, updated and
-# unchanged rows apart (the keys are there already, at zero).
-COUNTED_KINDS = ("objects", "points", "curves", "matrices", "events")
+SUMMARY_MAPS = ("curves", "series", "matrix", "events")  # the date -> ids maps of a summary
+# `counts` (SPEC §12): what a batch did to each kind of item: objects, observations, curve
+# dates, matrix dates, events.
+COUNTED_KINDS = ("objects", *DATA_KINDS)
 CHANGES = ("created", "updated", "unchanged", "removed")
 
 
-def change_counts(objects: dict[str, int] | None = None, written: dict[str, int] | None = None) -> dict:
+def change_counts(objects: dict[str, int] | None = None, data: DataChanges | None = None) -> dict:
     """A summary's `counts`: every kind with every key, zero where nothing happened."""
     counts = {kind: dict.fromkeys(CHANGES, 0) for kind in COUNTED_KINDS}
     counts["objects"].update(objects or {})
-    for kind in COUNTED_KINDS[1:]:
-        counts[kind]["written"] = (written or {}).get(kind, 0)
+    if data is not None:
+        for kind in DATA_KINDS:
+            counts[kind].update(data.tallies[kind].as_dict())
     return counts
 
 
@@ -34,7 +35,7 @@ class SummaryBuilder:
 
     def __init__(self):
         self.failures: dict[str, str] = {}
-        self.data: dict[str, dict[str, set[str]]] = {kind: defaultdict(set) for kind in DATA_KINDS}
+        self.data: dict[str, dict[str, set[str]]] = {kind: defaultdict(set) for kind in SUMMARY_MAPS}
         self.public = False
 
     def copy(self) -> SummaryBuilder:
@@ -72,7 +73,7 @@ class SummaryBuilder:
             ids = set().union(*self.data[kind].values()) if self.data[kind] else set()
             if ids:
                 updates.append(f"{len(ids)} {one if len(ids) == 1 else many}")
-        dates = sorted(set().union(*(self.data[kind].keys() for kind in DATA_KINDS)))
+        dates = sorted(set().union(*(self.data[kind].keys() for kind in SUMMARY_MAPS)))
         if len(updates) <= 1 and not dates:
             return "Completed Successfully"
         text = "Updated " + ", ".join(updates)
@@ -93,7 +94,7 @@ class SummaryBuilder:
         atomic_abort: bool,
         counts: dict | None = None,
     ) -> dict:
-        body = {kind: {date: sorted(ids) for date, ids in sorted(self.data[kind].items())} for kind in DATA_KINDS}
+        body = {kind: {date: sorted(ids) for date, ids in sorted(self.data[kind].items())} for kind in SUMMARY_MAPS}
         body["failures"] = dict(self.failures)
         return {
             "_id": batch.id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
 
 
@@ -31,3 +31,12 @@ def iso(moment: datetime) -> str:
     """ISO-8601 UTC with milliseconds and Z, the platform's timestamp form."""
     moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def micros(moment: datetime) -> int:
+    """An instant as whole microseconds since 1970-01-01 UTC (how observations are keyed in the store)."""
+    return (moment - EPOCH) // _MICROSECOND

@@ -1,4 +1,4 @@
-"""The batch path's SQL: the batch-id lock and summary, the object upsert, the typed data rows."""
+"""The batch path's SQL: the batch-id lock and summary, the object upsert; typed data through its modules."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ from datetime import date, datetime
 
 import orjson
 
+from batchsvc.core.changes import DataChanges
 from batchsvc.core.identity import Scope
 from batchsvc.core.objects import ObjectWrite
 from batchsvc.core.summaries import Claimed
 from batchsvc.core.typed import DataWrites
-from batchsvc.store import series
+from batchsvc.store import datarows, series, stamps
 from batchsvc.store.history import HistoryWrites
+from batchsvc.store.stamps import DataLog, Stamp
 from batchsvc.store.transaction import TransactionCursor, prepared, text_array
 
 # --- Summaries -------------------------------------------------------------------------------
@@ -145,40 +147,6 @@ ORDER BY id FOR UPDATE
 # Every connection of the batch path prepares these, once (see transaction.raw_transaction).
 PREPARED = (LOCK_ID, CLAIM, STORE_SUMMARY, STORE_NEW_SUMMARY, UPSERT_OBJECTS)
 
-# --- Typed data ------------------------------------------------------------------------------
-# Each table's rows go in one statement as parallel arrays: key columns as array literals, the
-# documents as one JSON array split by the server. No per-row SQL to build or to parse. Series
-# are packed into chunks (store/series.py).
-_DATED = """
-INSERT INTO {table} (tenant, environment, object_id, property, ondate, doc)
-SELECT %(tenant)s, %(environment)s, v.o, v.p, v.k, v.d::jsonb
-FROM ROWS FROM (unnest(%(objects)s::text[]), unnest(%(props)s::text[]), unnest(%(keys)s::date[]),
-                json_array_elements(%(docs)s::json)) AS v(o, p, k, d)
-ON CONFLICT (tenant, environment, object_id, property, ondate) DO UPDATE SET doc = excluded.doc
-"""
-_EVENTS = """
-INSERT INTO events (tenant, environment, object_id, property, event_id, eventtime, doc)
-SELECT %(tenant)s, %(environment)s, v.o, v.p, v.k, v.t, v.d::jsonb
-FROM ROWS FROM (unnest(%(objects)s::text[]), unnest(%(props)s::text[]), unnest(%(keys)s::text[]),
-                unnest(%(times)s::timestamptz[]), json_array_elements(%(docs)s::json)) AS v(o, p, k, t, d)
-ON CONFLICT (tenant, environment, object_id, property, event_id) DO UPDATE
-SET eventtime = excluded.eventtime, doc = excluded.doc
-"""
-_DATA_TABLES = ("curves", "matrices", "events")
-_DELETE_DATA = {
-    table: f"DELETE FROM {table} WHERE tenant = %(tenant)s AND environment = %(environment)s "
-    "AND object_id = ANY(%(ids)s)"
-    for table in _DATA_TABLES
-}
-_STORED_CURVES = (
-    "SELECT object_id, property, ondate, doc FROM curves WHERE tenant = %(tenant)s AND environment = %(environment)s "
-    "AND (object_id, property, ondate) IN (SELECT * FROM unnest(%(o)s::text[], %(p)s::text[], %(d)s::date[]))"
-)
-
-
-def _as_text(value) -> str:
-    return value if isinstance(value, str) else value.isoformat()
-
 
 class BatchStore:
     """One batch transaction's view of the store, bound to one tenant and environment.
@@ -190,6 +158,8 @@ class BatchStore:
         self._scope = {"tenant": scope.tenant, "environment": scope.environment}
         self.scope = scope
         self.history = HistoryWrites(cursor, scope)  # rollbacks and object deletes (store/history.py)
+        self.log = DataLog()  # what this transaction's data writes changed, written with the summary
+        self._stamp: Stamp | None = None
 
     # summaries
     def lock_id(self, batch_id: str) -> None:
@@ -213,6 +183,7 @@ class BatchStore:
         return self._store(STORE_NEW_SUMMARY, doc, finished, body_hash)
 
     def _store(self, statement, doc: dict, finished: datetime, body_hash: str) -> bool:
+        self.log.flush(self._cursor, self._scope, doc["_id"], finished)
         self._cursor.run(statement, self._summary_row(doc, finished, body_hash))
         stored, counts = self._cursor.fetchone()
         if counts is not None:
@@ -262,55 +233,30 @@ class BatchStore:
         )
 
     # typed data
+    def stamp(self, batch_id: str, now: datetime) -> Stamp:
+        """This transaction's stamp (taken on first use): what its data writes are marked with."""
+        if self._stamp is None:
+            self._stamp = stamps.allocate(self._cursor, self._scope, batch_id, now)
+        return self._stamp
+
     def stored_curves(self, keys: list[tuple[str, str, date]]) -> dict[tuple[str, str, date], dict]:
         """The stored curves that `_merge` curves merge into: (object, prop, date) -> curve."""
-        if not keys:
-            return {}
-        self._cursor.execute(
-            _STORED_CURVES,
-            {**self._scope, "o": [k[0] for k in keys], "p": [k[1] for k in keys], "d": [k[2] for k in keys]},
-        )
-        return {(o, p, d): doc for o, p, d, doc in self._cursor.fetchall()}
+        return datarows.stored_curves(self._cursor, self._scope, keys)
 
-    def write_data(self, wiped_objects: list[str], writes: dict[str, DataWrites]) -> None:
-        """Every data row of a batch: the wipes of replaced objects and series, then one
-        statement per table, rows in key order."""
-        if wiped_objects:
-            ids = sorted(wiped_objects)
-            for table in _DATA_TABLES:
-                self._cursor.defer(_DELETE_DATA[table], {**self._scope, "ids": ids})
-            self._cursor.defer(series.WIPE_OBJECTS, {**self._scope, "ids": ids})
-        series_wipes = sorted((obj, prop) for obj, data in writes.items() for prop in data.wipe_props)
-        if series_wipes:
-            self._cursor.defer(
-                series.WIPE_SERIES,
-                {
-                    **self._scope,
-                    "objects": text_array([o for o, _ in series_wipes]),
-                    "props": text_array([p for _, p in series_wipes]),
-                },
-            )
-        series.write_series(self._cursor, self._scope, writes)
-        curves = [(o, p, day, curve) for o, w in writes.items() for (p, day), (curve, _) in w.curves.items()]
-        self._upsert_rows(_DATED.format(table="curves"), curves)
-        matrices = [(o, p, day, matrix) for o, w in writes.items() for (p, day), matrix in w.matrices.items()]
-        self._upsert_rows(_DATED.format(table="matrices"), matrices)
-        events = [(o, p, i, instant, e) for o, w in writes.items() for (p, i), (instant, e) in w.events.items()]
-        self._upsert_rows(_EVENTS, events)
+    def write_data(
+        self, wiped_objects: list[str], writes: dict[str, DataWrites], *, batch_id: str, now: datetime
+    ) -> DataChanges:
+        """Every data row of a batch: the data of replaced objects (`wiped_objects`) and series
+        (`_replace`) replaced whole, the rest merged; what changed is archived, stamped and logged."""
+        changes = DataChanges()
+        if not wiped_objects and not writes:
+            return changes
+        stamp = self.stamp(batch_id, now)
+        wiped = sorted(wiped_objects)
+        changes.add(series.write_series(self._cursor, self._scope, writes, wiped=wiped, stamp=stamp, log=self.log))
+        changes.add(datarows.write_rows(self._cursor, self._scope, writes, wiped=wiped, stamp=stamp, log=self.log))
+        return changes
 
-    def _upsert_rows(self, sql: str, rows: list[tuple]) -> None:
-        """Upsert `rows` (object, property, key, [time,] document) in key order, in one statement."""
-        if not rows:
-            return
-        rows.sort(key=lambda row: row[:3])
-        columns = list(zip(*rows, strict=True))
-        params = {
-            **self._scope,
-            "objects": text_array(columns[0]),
-            "props": text_array(columns[1]),
-            "keys": text_array([_as_text(key) for key in columns[2]]),
-            "docs": orjson.dumps(columns[-1]).decode(),
-        }
-        if len(columns) == 5:
-            params["times"] = text_array([instant.isoformat() for instant in columns[3]])
-        self._cursor.defer(sql, params)
+    def remove_data(self, object_ids: list[str], *, batch_id: str, now: datetime) -> DataChanges:
+        """Remove every data row of these objects (they are being removed), archived and logged."""
+        return self.write_data(object_ids, {}, batch_id=batch_id, now=now)

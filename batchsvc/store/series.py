@@ -36,7 +36,9 @@ from operator import itemgetter, sub
 
 import orjson
 
+from batchsvc.core.changes import DataChanges
 from batchsvc.core.typed import DataWrites
+from batchsvc.store.stamps import DataLog, Stamp
 from batchsvc.store.transaction import text_array
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -375,15 +377,32 @@ ON CONFLICT (tenant_key, series_id, day) DO UPDATE SET (times, vals, codes, extr
 """
 
 
-def write_series(cursor, scope: dict, writes: dict[str, DataWrites]) -> None:
-    """Upsert the chunks of every series a batch writes to.
+def write_series(
+    cursor, scope: dict, writes: dict[str, DataWrites], *, wiped: list[str], stamp: Stamp, log: DataLog
+) -> DataChanges:
+    """Upsert the chunks of every series a batch writes to; the series of `wiped` objects and the
+    `_replace` series are replaced whole.
 
     One round trip makes sure every series has its row (and the tenant its key) and reads their
     ids and spans; the chunks then go in one deferred statement, rows in (series, day) order so
     that concurrent batches lock shared chunks in the same order."""
+    changes = DataChanges()
+    if wiped:
+        cursor.defer(WIPE_OBJECTS, {**scope, "ids": wiped})
+    series_wipes = sorted((obj, prop) for obj, data in writes.items() for prop in data.wipe_props)
+    if series_wipes:
+        cursor.defer(
+            WIPE_SERIES,
+            {
+                **scope,
+                "objects": text_array([o for o, _ in series_wipes]),
+                "props": text_array([p for _, p in series_wipes]),
+            },
+        )
     encoded = encode_series(writes)
     if not encoded:
-        return
+        return changes
+    changes.tallies["points"].created = sum(map(len, encoded.values()))
     keys = sorted(encoded)
     cursor.execute(
         ENSURE_SERIES,
@@ -401,6 +420,7 @@ def write_series(cursor, scope: dict, writes: dict[str, DataWrites]) -> None:
         for first_day, points in chunks(encoded[key], span):
             rows.add(ident, first_day, points)
     cursor.defer(UPSERT_CHUNKS, rows.params(tenant_key))
+    return changes
 
 
 # --- reading -----------------------------------------------------------------------------------------
