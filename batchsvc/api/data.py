@@ -27,6 +27,14 @@ def _single(params: dict[str, list[str]], allowed: frozenset[str]) -> dict[str, 
     return {name: values[0] for name, values in params.items()}
 
 
+def _asof(params: dict[str, list[str]]) -> str | None:
+    """Take `_asof` out of a list's query parameters (given at most once)."""
+    values = params.pop(data.ASOF, None)
+    if values is not None and len(values) != 1:
+        raise InvalidInput(f"query parameter {data.ASOF!r} given more than once")
+    return values[0] if values else None
+
+
 @blp.route("/v1/<source>", parameters=[docs.SOURCE])
 class DataList(MethodView):
     @blp.requires(READ)
@@ -46,7 +54,9 @@ class DataById(MethodView):
         """A series (OBJ:PROP, with _range), a curve or matrix (OBJ:PROP:DATE, or the latest), a tenor's history"""
         caller = current_principal()
         params = _single(query_params(), data.DATA_PARAMETERS)
-        found = data.get_data(reader(caller), check_source(source), ref, params.get("_range"), params.get("tenor"))
+        found = data.get_data(
+            reader(caller), check_source(source), ref, params.get("_range"), params.get("tenor"), params.get(data.ASOF)
+        )
         return json_response(found)
 
 
@@ -61,8 +71,9 @@ class EventsOfList(MethodView):
         ref = params.pop("event", None)
         if ref is None or len(ref) != 1:
             raise InvalidInput("event=OBJECT:LIST is required, once: the event list to read")
+        asof = _asof(params)
         query = parse_list_query(params)
-        return list_response(*data.list_events(reader(caller), check_source(source), ref[0], query))
+        return list_response(*data.list_events(reader(caller), check_source(source), ref[0], query, asof))
 
 
 @events_blp.route("/v1/<source>/<path:ref>", parameters=[docs.SOURCE])
@@ -72,6 +83,8 @@ class EventById(MethodView):
     def get(self, source, ref):
         """The events of an event list OBJ:LIST (paged, newest first), or one event OBJ:LIST:EVENTID"""
         caller = current_principal()
-        query = parse_list_query(query_params())
-        found = data.read_events(reader(caller), check_source(source), ref, query)
+        params = query_params()
+        asof = _asof(params)
+        query = parse_list_query(params)
+        found = data.read_events(reader(caller), check_source(source), ref, query, asof)
         return json_response(found) if isinstance(found, dict) else list_response(*found)

@@ -350,6 +350,21 @@ OBJECT_WRITE_TO_SOURCE = {
     "`#`, public those with `#` (any other is an element failure), all both.",
 }
 _PAGING = list_params({})[:2]  # _limit and _skip
+
+
+def _asof(what: str) -> dict:
+    """The `_asof` query parameter (SPEC §12): `what` as the store knew it at an instant."""
+    return {
+        "in": "query",
+        "name": "_asof",
+        "schema": {"type": "string", "format": "date-time"},
+        "description": f"{what} as the store knew it at this ISO-8601 instant (a date, or a date-time with "
+        "'Z' or an offset; naive is UTC); 400 when it cannot be read, 410 when it is before the history "
+        "that retention kept",
+    }
+
+
+_PRUNED = _error("The history at that instant was pruned (`_asof` before the retention watermark)")
 _REASON = {"in": "query", "name": "_reason", "schema": {"type": "string", "maxLength": MAX_TEXT_LENGTH}}
 OBJECT_GET = {
     "description": "The path after the source is an object id (ids may contain '/'). When no stored object has "
@@ -358,12 +373,7 @@ OBJECT_GET = {
     "as the id: that version, or the object as it was served at that instant (410 when that history was pruned).",
     "parameters": [
         ENVIRONMENT,
-        {
-            "in": "query",
-            "name": "_asof",
-            "schema": {"type": "string", "format": "date-time"},
-            "description": "the object as the store knew it at this instant",
-        },
+        _asof("the object"),
         {"in": "query", "name": "_version", "schema": {"type": "integer", "minimum": 1, "maximum": 999999999}},
         *_PAGING,
     ],
@@ -456,10 +466,12 @@ DATA_GET = {
     "matrix property); OBJ:PROP:YYYY-MM-DD returns that date's curve or matrix; OBJ:PROP:TENOR (a last "
     "segment that is not a date, e.g. M01 or 2025Q1), or OBJ:PROP?tenor=TENOR, returns that tenor's history "
     "on a curve as a VarTimeSeries (time = curve date, value = the contract's value). Object ids may "
-    "contain ':'.",
+    "contain ':'. With `_asof`, the answer is as the store knew it then: the data header of the object as it "
+    "was, observations, curve dates and matrices written later absent, corrected ones with their old values.",
     "parameters": [
         ENVIRONMENT,
         _RANGE,
+        _asof("the data"),
         {
             "in": "query",
             "name": "tenor",
@@ -470,26 +482,30 @@ DATA_GET = {
     ],
     "responses": {
         "200": {"description": "The data", "content": {"application/json": {"schema": {"type": "object"}}}},
-        "400": _error("Invalid id or range"),
-        "404": _error("No such data"),
+        "400": _error("Invalid id, range or instant"),
+        "404": _error("No such data (at that instant, with _asof)"),
+        "410": _PRUNED,
     },
 }
 EVENT_LIST = {
     "description": "OBJ:LIST returns the events of that list (paged, x-total-count); OBJ:LIST:EVENTID returns "
-    "one event. When OBJ:LIST names no event list, the last segments are read as LIST:EVENTID.",
-    "parameters": [ENVIRONMENT, *list_params(EVENT_FIELDS)],
+    "one event. When OBJ:LIST names no event list, the last segments are read as LIST:EVENTID. With `_asof`, "
+    "the events as the store knew them then (events added later absent, corrected ones as they were).",
+    "parameters": [ENVIRONMENT, _asof("the events"), *list_params(EVENT_FIELDS)],
     "responses": {
         "200": {
             "description": "A page of events, or one event",
             "headers": _LIST_HEADERS,
             "content": {"application/json": {"schema": {"oneOf": [_OBJECTS, {"type": "object"}]}}},
         },
-        "400": _error("Invalid list parameters"),
-        "404": _error("No such event list or event"),
+        "400": _error("Invalid list parameters or instant"),
+        "404": _error("No such event list or event (at that instant, with _asof)"),
+        "410": _PRUNED,
     },
 }
 EVENT_QUERY = {
-    "description": "The events of the event list ?event=OBJ:LIST (paged, x-total-count; _sort=eventtime).",
+    "description": "The events of the event list ?event=OBJ:LIST (paged, x-total-count; _sort=eventtime); "
+    "with `_asof`, as the store knew them then.",
     "parameters": [
         ENVIRONMENT,
         {
@@ -499,6 +515,7 @@ EVENT_QUERY = {
             "schema": {"type": "string"},
             "description": "the event list, OBJ:LIST",
         },
+        _asof("the events"),
         *list_params(EVENT_FIELDS),
     ],
     "responses": {
@@ -507,8 +524,9 @@ EVENT_QUERY = {
             "headers": _LIST_HEADERS,
             "content": {"application/json": {"schema": _OBJECTS}},
         },
-        "400": _error("Invalid list parameters"),
-        "404": _error("No such event list"),
+        "400": _error("Invalid list parameters or instant"),
+        "404": _error("No such event list (at that instant, with _asof)"),
+        "410": _PRUNED,
     },
 }
 

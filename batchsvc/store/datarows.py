@@ -1,49 +1,290 @@
-"""Curves, matrices and events: one row per curve date, matrix date or event (SPEC §6, §12)."""
+"""Curves, matrices and events: one row per curve date, matrix date or event, with their history (SPEC §6, §12).
+
+A row holds an item's current state and the stamp of the batch that wrote it (store/stamps.py).
+A write compares each item with the stored row: a new one is created, an equal one (the same
+document; for an event also the same eventtime) is left alone — not rewritten, its stamp kept,
+reported in `DataChanges.kept` — and a different one is updated: its previous state goes to
+`data_versions` (kind, key text, `made` = its stamp, `superseded`/`superseded_at` = the writing
+stamp) and the row is rewritten with the new stamp. The rows of replaced objects (`wiped`) that
+the batch does not send again are archived the same way and deleted (removed). So history grows
+with changes only: re-sending an unchanged curve writes no tuple and archives nothing.
+
+Keys: a curve's or matrix's is its date (`datetime.date`; `data_versions.key` the ISO text
+`YYYY-MM-DD`), an event's its id. The change log (`batch_changes`, kinds `curves`, `matrices`,
+`events`) names an item by the JSON text `[object id, property, key]`, the key as ISO date text
+or the event id, e.g. `["AAA","FWD","2024-01-02"]`; `log_key` and `parse_log_key` convert.
+
+As of an instant T (store/reads.py) an item's state is the current row when its stamp's time is
+<= T, or the archived state whose `made` time is <= T < `superseded_at`; stamp 0 (written before
+history) and stamps whose `batch_stamps` row is gone count as made at -infinity.
+
+Undoing a batch (core/history.py drives it): `undo_items` finds what the batch changed as the
+store has it now, `apply_undo` removes items or puts back the states the batch superseded, written
+like any write (so undoing that undo re-applies the batch), `data_writers` tells which stamps wrote
+an object's current data.
+
+Every statement binds arrays (parallel columns, documents as one JSON array split by the server)
+and runs in key order; one round trip reads the stored rows of all three kinds, the writes are
+deferred (they travel with the next statement).
+"""
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import NamedTuple
 
 import orjson
 
-from batchsvc.core.changes import DataChanges
+from batchsvc.core.changes import DataChanges, DataItem
+from batchsvc.core.history import RECREATE, REMOVE, RESTORE, WAS_CREATED, WAS_REMOVED, WAS_UPDATED
 from batchsvc.core.typed import DataWrites
-from batchsvc.store.stamps import DataLog, Stamp
-from batchsvc.store.transaction import TransactionCursor, text_array
+from batchsvc.store.stamps import DataLog, Stamp, batches_of
+from batchsvc.store.transaction import TransactionCursor, int_array, text_array
 
-# --- Typed data ------------------------------------------------------------------------------
-# Each table's rows go in one statement as parallel arrays: key columns as array literals, the
-# documents as one JSON array split by the server. No per-row SQL to build or to parse. Series
-# are packed into chunks (store/series.py).
-_DATED = """
-INSERT INTO {table} (tenant, environment, object_id, property, ondate, doc)
-SELECT %(tenant)s, %(environment)s, v.o, v.p, v.k, v.d::jsonb
+ROW_KINDS = ("curves", "matrices", "events")  # the data kinds of this module, each its own table
+_DATED = frozenset({"curves", "matrices"})
+
+
+class RowRef(NamedTuple):
+    """An item a batch changed, as undo_items names it (`DataItem.key`): its object, property
+    and key, and the stamp of the batch whose change is to be undone."""
+
+    object_id: str
+    property: str
+    key: date | str
+    undone: int
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """An item's stored row: its stamp, eventtime (events) and document (None when not read)."""
+
+    stamp: int
+    eventtime: datetime | None
+    doc: dict | None
+
+
+def _key_text(key: date | str) -> str:
+    return key if isinstance(key, str) else key.isoformat()
+
+
+def _key_of(kind: str, text: str) -> date | str:
+    return date.fromisoformat(text) if kind in _DATED else text
+
+
+def log_key(object_id: str, prop: str, key: date | str) -> str:
+    """The change log's text for an item: `["OBJ","PROP","YYYY-MM-DD"]` or `["OBJ","LIST","EVENTID"]`."""
+    return orjson.dumps([object_id, prop, _key_text(key)]).decode()
+
+
+def parse_log_key(kind: str, text: str) -> tuple[str, str, date | str]:
+    object_id, prop, key = orjson.loads(text)
+    return object_id, prop, _key_of(kind, key)
+
+
+def label(object_id: str, prop: str, key: date | str) -> str:
+    """How people name an item: OBJ:PROP:YYYY-MM-DD (curves, matrices), OBJ:LIST:EVENTID (events)."""
+    return f"{object_id}:{prop}:{_key_text(key)}"
+
+
+# --- Reading the stored rows -------------------------------------------------------------------
+# Keys travel as parallel text arrays per kind (`<kind>_o`, `_p`, `_k`; dates as ISO text, cast
+# where they meet the date column). Each kind's branch returns (kind, object, property, key text,
+# stamp, eventtime, document text); the rows of wiped objects come without documents, keys only.
+_TABLE = {
+    "curves": ("curves", "ondate", "NULL::timestamptz"),
+    "matrices": ("matrices", "ondate", "NULL::timestamptz"),
+    "events": ("events", "event_id", "r.eventtime"),
+}
+
+
+def _join_keys(kind: str, prefix: str = "") -> str:
+    """`rows r JOIN` the kind's key arrays (named `<prefix><kind>_o/_p/_k`) ON the row's key."""
+    table, key, _ = _TABLE[kind]
+    cast = "::date" if kind in _DATED else ""
+    return (
+        f"{table} r JOIN unnest(%({prefix}{kind}_o)s::text[], %({prefix}{kind}_p)s::text[], "
+        f"%({prefix}{kind}_k)s::text[]) AS k(o, p, k) ON r.object_id = k.o AND r.property = k.p AND r.{key} = k.k{cast}"
+    )
+
+
+_IN_SCOPE = "r.tenant = %(tenant)s AND r.environment = %(environment)s"
+
+
+def _stored_branches(kind: str) -> list[str]:
+    table, _, eventtime = _TABLE[kind]
+    keyed = (
+        f"SELECT '{kind}'::text, r.object_id, r.property, k.k, r.stamp, {eventtime}, r.doc::text "
+        f"FROM {_join_keys(kind)} WHERE {_IN_SCOPE}"
+    )
+    key = "to_char(r.ondate, 'YYYY-MM-DD')" if kind in _DATED else "r.event_id"
+    wiped = (
+        f"SELECT '{kind}'::text, r.object_id, r.property, {key}, r.stamp, {eventtime}, NULL::text "
+        f"FROM {table} r WHERE {_IN_SCOPE} AND r.object_id = ANY(%(wiped)s::text[])"
+    )
+    return [keyed, wiped]
+
+
+_READ_STORED = "\nUNION ALL\n".join(branch for kind in ROW_KINDS for branch in _stored_branches(kind))
+# apply_undo also reads the states to put back: the archived state of each key that the undone
+# batch's stamp superseded.
+_READ_TARGETS = """
+SELECT '~' || v.kind, v.object_id, v.property, v.key, v.made, v.eventtime, v.doc::text
+FROM data_versions v
+JOIN unnest(%(t_kind)s::text[], %(t_o)s::text[], %(t_p)s::text[], %(t_k)s::text[], %(t_s)s::int8[])
+     AS t(kind, o, p, k, s)
+  ON v.kind = t.kind AND v.object_id = t.o AND v.property = t.p AND v.key = t.k AND v.superseded = t.s
+WHERE v.tenant = %(tenant)s AND v.environment = %(environment)s
+"""
+_TARGET = "~"  # marks a target row's kind in _READ_TARGETS
+
+
+def _key_params(keys: dict[str, list[tuple[str, str, date | str]]], prefix: str = "") -> dict:
+    params = {}
+    for kind in ROW_KINDS:
+        rows = sorted(keys.get(kind, ()))
+        params[f"{prefix}{kind}_o"] = text_array(o for o, _, _ in rows)
+        params[f"{prefix}{kind}_p"] = text_array(p for _, p, _ in rows)
+        params[f"{prefix}{kind}_k"] = text_array(_key_text(k) for _, _, k in rows)
+    return params
+
+
+def _read(cursor: TransactionCursor, sql: str, params: dict) -> dict[str, dict[tuple, _Stored]]:
+    """kind -> (object, property, key) -> _Stored, from a statement of _stored_branches' shape."""
+    cursor.execute(sql, params)
+    found: dict[str, dict[tuple, _Stored]] = {}
+    for kind, object_id, prop, key, stamp, eventtime, doc in cursor.fetchall():
+        base = kind.removeprefix(_TARGET)
+        item = (object_id, prop, _key_of(base, key))
+        rows = found.setdefault(kind, {})
+        if doc is None and item in rows:
+            continue  # a wiped object's row the batch sends again: read with its document already
+        rows[item] = _Stored(stamp, eventtime, orjson.loads(doc) if doc is not None else None)
+    return found
+
+
+# --- Writing -----------------------------------------------------------------------------------
+def _archive_sql(kind: str) -> str:
+    """Copy the stored states of the keys `a_<kind>_*` to data_versions, superseded by the stamp.
+
+    A state this same stamp already archived stays (it is the one from before the transaction)."""
+    table, _, eventtime = _TABLE[kind]
+    return f"""
+INSERT INTO data_versions (tenant, environment, kind, object_id, property, key, superseded, superseded_at,
+                           made, eventtime, doc)
+SELECT r.tenant, r.environment, '{kind}', r.object_id, r.property, k.k, %(stamp)s, %(at)s, r.stamp, {eventtime}, r.doc
+FROM {_join_keys(kind, "a_")} WHERE {_IN_SCOPE}
+ORDER BY k.o, k.p, k.k
+ON CONFLICT DO NOTHING
+"""
+
+
+def _delete_sql(kind: str) -> str:
+    table, key, _ = _TABLE[kind]
+    cast = "::date" if kind in _DATED else ""
+    return f"""
+DELETE FROM {table} r USING unnest(%(a_{kind}_o)s::text[], %(a_{kind}_p)s::text[], %(a_{kind}_k)s::text[]) AS k(o, p, k)
+WHERE {_IN_SCOPE} AND r.object_id = k.o AND r.property = k.p AND r.{key} = k.k{cast}
+"""
+
+
+_ARCHIVE = {kind: _archive_sql(kind) for kind in ROW_KINDS}
+_DELETE = {kind: _delete_sql(kind) for kind in ROW_KINDS}
+_UPSERT_DATED = """
+INSERT INTO {table} (tenant, environment, object_id, property, ondate, stamp, doc)
+SELECT %(tenant)s, %(environment)s, v.o, v.p, v.k, %(stamp)s, v.d::jsonb
 FROM ROWS FROM (unnest(%(objects)s::text[]), unnest(%(props)s::text[]), unnest(%(keys)s::date[]),
                 json_array_elements(%(docs)s::json)) AS v(o, p, k, d)
-ON CONFLICT (tenant, environment, object_id, property, ondate) DO UPDATE SET doc = excluded.doc
+ON CONFLICT (tenant, environment, object_id, property, ondate) DO UPDATE SET doc = excluded.doc, stamp = excluded.stamp
 """
-_EVENTS = """
-INSERT INTO events (tenant, environment, object_id, property, event_id, eventtime, doc)
-SELECT %(tenant)s, %(environment)s, v.o, v.p, v.k, v.t, v.d::jsonb
+_UPSERT = {
+    "curves": _UPSERT_DATED.format(table="curves"),
+    "matrices": _UPSERT_DATED.format(table="matrices"),
+    "events": """
+INSERT INTO events (tenant, environment, object_id, property, event_id, eventtime, stamp, doc)
+SELECT %(tenant)s, %(environment)s, v.o, v.p, v.k, v.t, %(stamp)s, v.d::jsonb
 FROM ROWS FROM (unnest(%(objects)s::text[]), unnest(%(props)s::text[]), unnest(%(keys)s::text[]),
                 unnest(%(times)s::timestamptz[]), json_array_elements(%(docs)s::json)) AS v(o, p, k, t, d)
 ON CONFLICT (tenant, environment, object_id, property, event_id) DO UPDATE
-SET eventtime = excluded.eventtime, doc = excluded.doc
-"""
-_DATA_TABLES = ("curves", "matrices", "events")
-_DELETE_DATA = {
-    table: f"DELETE FROM {table} WHERE tenant = %(tenant)s AND environment = %(environment)s "
-    "AND object_id = ANY(%(ids)s)"
-    for table in _DATA_TABLES
+SET eventtime = excluded.eventtime, stamp = excluded.stamp, doc = excluded.doc
+""",
 }
+
+
+def _apply(
+    cursor: TransactionCursor,
+    scope: dict,
+    kind: str,
+    sent: dict[tuple, tuple[datetime | None, dict]],
+    stored: dict[tuple, _Stored],
+    remove: Iterable[tuple],
+    *,
+    stamp: Stamp,
+    log: DataLog,
+    changes: DataChanges,
+) -> None:
+    """Write one kind's items: `sent` (key -> (eventtime, document)) compared with `stored`, and
+    the stored keys among `remove` deleted; what is replaced or removed is archived first."""
+    created, updated, kept = [], [], []
+    for item, (eventtime, doc) in sent.items():
+        old = stored.get(item)
+        if old is None:
+            created.append(item)
+        elif old.doc == doc and old.eventtime == eventtime:
+            kept.append(item)
+        else:
+            updated.append(item)
+    removed = sorted(item for item in set(remove) if item in stored and item not in sent)
+    archived = sorted(updated + removed)
+    if archived:
+        cursor.defer(
+            _ARCHIVE[kind], {**scope, **_key_params({kind: archived}, "a_"), "stamp": stamp.value, "at": stamp.at}
+        )
+    if removed:
+        cursor.defer(_DELETE[kind], {**scope, **_key_params({kind: removed}, "a_")})
+    written = sorted(created + updated)
+    if written:
+        params = {
+            **scope,
+            "stamp": stamp.value,
+            "objects": text_array(o for o, _, _ in written),
+            "props": text_array(p for _, p, _ in written),
+            "keys": text_array(_key_text(k) for _, _, k in written),
+            "docs": orjson.dumps([sent[item][1] for item in written]).decode(),
+        }
+        if kind == "events":
+            params["times"] = text_array(sent[item][0].isoformat() for item in written)
+        cursor.defer(_UPSERT[kind], params)
+    tally = changes.tallies[kind]
+    tally.created += len(created)
+    tally.updated += len(updated)
+    tally.unchanged += len(kept)
+    tally.removed += len(removed)
+    changes.kept[kind].update(kept)
+    if created or updated or removed:
+        log.add(
+            kind,
+            created=(log_key(*item) for item in created),
+            updated=(log_key(*item) for item in updated),
+            removed=(log_key(*item) for item in removed),
+        )
+
+
+def _sent(writes: dict[str, DataWrites]) -> dict[str, dict[tuple, tuple[datetime | None, dict]]]:
+    """kind -> (object, property, key) -> (eventtime, document) of a batch's rows."""
+    return {
+        "curves": {(o, p, day): (None, curve) for o, w in writes.items() for (p, day), (curve, _) in w.curves.items()},
+        "matrices": {(o, p, day): (None, matrix) for o, w in writes.items() for (p, day), matrix in w.matrices.items()},
+        "events": {(o, p, i): (instant, e) for o, w in writes.items() for (p, i), (instant, e) in w.events.items()},
+    }
+
+
 _STORED_CURVES = (
     "SELECT object_id, property, ondate, doc FROM curves WHERE tenant = %(tenant)s AND environment = %(environment)s "
     "AND (object_id, property, ondate) IN (SELECT * FROM unnest(%(o)s::text[], %(p)s::text[], %(d)s::date[]))"
 )
-
-
-def _as_text(value) -> str:
-    return value if isinstance(value, str) else value.isoformat()
 
 
 def stored_curves(cursor: TransactionCursor, scope: dict, keys: list[tuple[str, str, date]]) -> dict:
@@ -65,36 +306,180 @@ def write_rows(
     stamp: Stamp,
     log: DataLog,
 ) -> DataChanges:
-    """The curve, matrix and event rows of a batch; the rows of `wiped` objects go first."""
+    """The curve, matrix and event rows of a batch: new ones created, changed ones archived and
+    rewritten, unchanged ones left alone (`kept`); the rows of `wiped` objects that the batch does
+    not send again archived and deleted. One round trip reads what is stored; the writes are deferred."""
     changes = DataChanges()
-    if wiped:
-        for table in _DATA_TABLES:
-            cursor.defer(_DELETE_DATA[table], {**scope, "ids": wiped})
-    curves = [(o, p, day, curve) for o, w in writes.items() for (p, day), (curve, _) in w.curves.items()]
-    _upsert_rows(cursor, scope, _DATED.format(table="curves"), curves)
-    matrices = [(o, p, day, matrix) for o, w in writes.items() for (p, day), matrix in w.matrices.items()]
-    _upsert_rows(cursor, scope, _DATED.format(table="matrices"), matrices)
-    events = [(o, p, i, instant, e) for o, w in writes.items() for (p, i), (instant, e) in w.events.items()]
-    _upsert_rows(cursor, scope, _EVENTS, events)
-    changes.tallies["curves"].created += len(curves)
-    changes.tallies["matrices"].created += len(matrices)
-    changes.tallies["events"].created += len(events)
+    sent = _sent(writes)
+    wiped_set = set(wiped)
+    if not wiped and not any(sent.values()):
+        return changes
+    # A wiped object's rows are all read (keys only) by the wiped branch; those it sends again
+    # are read with their documents by the keyed branch, like any other object's.
+    keys = {kind: list(items) for kind, items in sent.items()}
+    stored = _read(cursor, _READ_STORED, {**scope, **_key_params(keys), "wiped": text_array(sorted(wiped_set))})
+    for kind in ROW_KINDS:
+        rows = stored.get(kind, {})
+        remove = [item for item in rows if item[0] in wiped_set]
+        _apply(cursor, scope, kind, sent[kind], rows, remove, stamp=stamp, log=log, changes=changes)
     return changes
 
 
-def _upsert_rows(cursor: TransactionCursor, scope: dict, sql: str, rows: list[tuple]) -> None:
-    """Upsert `rows` (object, property, key, [time,] document) in key order, in one statement."""
-    if not rows:
-        return
-    rows.sort(key=lambda row: row[:3])
-    columns = list(zip(*rows, strict=True))
+# --- Undoing a batch ---------------------------------------------------------------------------
+_LOCK_OBJECTS = """
+SELECT 1 FROM objects WHERE tenant = %(tenant)s AND environment = %(environment)s AND id = ANY(%(ids)s::text[])
+ORDER BY id FOR UPDATE
+"""
+# The current rows of the keys, and every archived state of them: (kind, object, property, key,
+# current stamp or made, superseded (NULL for a current row)).
+_TRAILS = (
+    "\nUNION ALL\n".join(
+        f"SELECT '{kind}'::text, r.object_id, r.property, k.k, r.stamp, NULL::int8 FROM {_join_keys(kind)} "
+        f"WHERE {_IN_SCOPE}"
+        for kind in ROW_KINDS
+    )
+    + """
+UNION ALL
+SELECT v.kind, v.object_id, v.property, v.key, v.made, v.superseded
+FROM data_versions v
+JOIN unnest(%(t_kind)s::text[], %(t_o)s::text[], %(t_p)s::text[], %(t_k)s::text[]) AS t(kind, o, p, k)
+  ON v.kind = t.kind AND v.object_id = t.o AND v.property = t.p AND v.key = t.k
+WHERE v.tenant = %(tenant)s AND v.environment = %(environment)s
+"""
+)
+
+
+def _order(pair: tuple[str, tuple]) -> tuple:
+    """(kind, (object, property, key, ...)) in kind and key order."""
+    kind, (object_id, prop, key, *_) = pair
+    return kind, object_id, prop, _key_text(key)
+
+
+def _flat(items: Iterable[tuple[str, tuple]]) -> dict:
+    """(kind, (object, property, key)) pairs, in the order given, as the parallel arrays
+    `t_kind, t_o, t_p, t_k`."""
+    rows = [(kind, o, p, _key_text(k)) for kind, (o, p, k) in items]
+    return {f"t_{name}": text_array(row[i] for row in rows) for i, name in enumerate(("kind", "o", "p", "k"))}
+
+
+def undo_items(
+    cursor: TransactionCursor, scope: dict, stamp: int, entries: dict[str, tuple[list[str], list[str], list[str]]]
+) -> list[DataItem]:
+    """Every curve, matrix and event the batch with `stamp` changed, as the store has it now, from
+    the batch's change log (`entries`: kind -> (created, updated, removed) log keys; other kinds
+    are ignored). The objects of the items are locked first (in id order, as batches lock them),
+    so no batch changes these items until the transaction ends."""
+    changed: dict[tuple[str, tuple], str] = {}
+    for kind in ROW_KINDS:
+        for change, keys in zip((WAS_CREATED, WAS_UPDATED, WAS_REMOVED), entries.get(kind, ([], [], [])), strict=True):
+            for text in keys:
+                changed[(kind, parse_log_key(kind, text))] = change
+    if not changed:
+        return []
+    by_kind: dict[str, list[tuple]] = {}
+    for kind, item in changed:
+        by_kind.setdefault(kind, []).append(item)
+    objects = sorted({item[0] for _, item in changed})
+    cursor.defer(_LOCK_OBJECTS, {**scope, "ids": text_array(objects)})
+    ordered = sorted(changed, key=_order)
+    cursor.execute(_TRAILS, {**scope, **_key_params(by_kind), **_flat(ordered)})
+    current: dict[tuple, int] = {}
+    states: dict[tuple, list[tuple[int, int]]] = {}
+    for kind, object_id, prop, key, made, superseded in cursor.fetchall():
+        found = (kind, (object_id, prop, _key_of(kind, key)))
+        if superseded is None:
+            current[found] = made
+        else:
+            states.setdefault(found, []).append((made, superseded))
+    later_stamps = {
+        found: sorted(
+            {s for pair in states.get(found, []) for s in pair if s > stamp}
+            | ({current[found]} if current.get(found, 0) > stamp else set())
+        )
+        for found in changed
+    }
+    names = batches_of(cursor, scope, {*current.values(), *(s for ss in later_stamps.values() for s in ss)})
+    items = []
+    for found in ordered:
+        kind, (object_id, prop, key) = found
+        change = changed[found]
+        now = current.get(found)
+        later = [names[s][0] for s in later_stamps[found] if s in names]
+        items.append(
+            DataItem(
+                kind=kind,
+                key=RowRef(object_id, prop, key, stamp),
+                label=label(object_id, prop, key),
+                change=change,
+                present=now is not None,
+                current_by=names[now][0] if now in names else None,
+                before=change != WAS_CREATED and any(s == stamp for _, s in states.get(found, [])),
+                later=tuple(dict.fromkeys(later)),
+            )
+        )
+    return items
+
+
+def apply_undo(
+    cursor: TransactionCursor, scope: dict, actions: list[tuple[DataItem, str]], *, stamp: Stamp, log: DataLog
+) -> DataChanges:
+    """Undo items undo_items found: REMOVE deletes the item, RESTORE and RECREATE put back the
+    state the undone batch superseded. Written with `stamp` like any write (what is replaced or
+    removed is archived, an item already in that state is left alone) and logged."""
+    changes = DataChanges()
+    removing: dict[str, list[tuple]] = {}
+    targets: list[tuple[str, RowRef]] = []
+    for item, action in actions:
+        if item.kind not in ROW_KINDS:
+            continue
+        ref: RowRef = item.key
+        if action == REMOVE:
+            removing.setdefault(item.kind, []).append(ref[:3])
+        elif action in (RESTORE, RECREATE):
+            targets.append((item.kind, ref))
+        else:
+            raise ValueError(f"unknown undo action {action!r}")
+    if not removing and not targets:
+        return changes
+    keys = {kind: list(rows) for kind, rows in removing.items()}
+    for kind, ref in targets:
+        keys.setdefault(kind, []).append(ref[:3])
+    targets.sort(key=_order)
     params = {
         **scope,
-        "objects": text_array(columns[0]),
-        "props": text_array(columns[1]),
-        "keys": text_array([_as_text(key) for key in columns[2]]),
-        "docs": orjson.dumps(columns[-1]).decode(),
+        **_key_params(keys),
+        "wiped": "{}",
+        **_flat((kind, ref[:3]) for kind, ref in targets),
+        "t_s": int_array(ref.undone for _, ref in targets),
     }
-    if len(columns) == 5:
-        params["times"] = text_array([instant.isoformat() for instant in columns[3]])
-    cursor.defer(sql, params)
+    found = _read(cursor, _READ_STORED + "\nUNION ALL\n" + _READ_TARGETS, params)
+    for kind in ROW_KINDS:
+        put_back = found.get(_TARGET + kind, {})
+        sent = {item: (state.eventtime, state.doc) for item, state in put_back.items()}
+        _apply(
+            cursor,
+            scope,
+            kind,
+            sent,
+            found.get(kind, {}),
+            removing.get(kind, []),
+            stamp=stamp,
+            log=log,
+            changes=changes,
+        )
+    return changes
+
+
+def data_writers(cursor: TransactionCursor, scope: dict, object_ids: list[str]) -> dict[str, set[int]]:
+    """object id -> the stamps of its current curves, matrices and events (0: written before history)."""
+    if not object_ids:
+        return {}
+    branches = "\nUNION ALL\n".join(
+        f"SELECT r.object_id, r.stamp FROM {kind} r WHERE {_IN_SCOPE} AND r.object_id = ANY(%(ids)s::text[])"
+        for kind in ROW_KINDS
+    )
+    cursor.execute(
+        f"SELECT object_id, array_agg(DISTINCT stamp) FROM ({branches}) AS s GROUP BY object_id",
+        {**scope, "ids": text_array(sorted(set(object_ids)))},
+    )
+    return {object_id: set(found) for object_id, found in cursor.fetchall()}

@@ -88,6 +88,24 @@ class HistoryReader:
         )
         return self.session.scalars(query).first()
 
+    def archived_at_each(self, object_ids: list[str], instant: datetime) -> dict[str, ObjectVersion]:
+        """`archived_at` for several objects, in one query: id -> the archived state current at `instant`."""
+        if not object_ids:
+            return {}
+        query = (
+            select(ObjectVersion)
+            .where(
+                ObjectVersion.tenant == self.scope.tenant,
+                ObjectVersion.environment == self.scope.environment,
+                ObjectVersion.id.in_(object_ids),
+                func.coalesce(ObjectVersion.restored_at, ObjectVersion.updated) <= instant,
+                ObjectVersion.valid_to > instant,
+            )
+            .distinct(ObjectVersion.id)
+            .order_by(ObjectVersion.id, ObjectVersion.seq.desc())
+        )
+        return {row.id: row for row in self.session.scalars(query)}
+
     def pruned_before(self) -> datetime | None:
         return self.session.scalar(
             select(HistoryWatermark.pruned_before).where(

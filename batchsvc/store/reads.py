@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, datetime
 
-from sqlalchemy import Text, cast, column, delete, func, literal, select, true
+from sqlalchemy import Date, DateTime, Text, and_, cast, column, delete, func, literal, select, true, union_all
 from sqlalchemy.dialects.postgresql import JSONB, JSONPATH
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from batchsvc.core.data import DATA_SORTABLE, EVENT_FIELDS
 from batchsvc.core.identity import Scope
@@ -15,8 +15,9 @@ from batchsvc.core.objects import DEFAULT_TYPE, OBJECT_FIELDS, OBJECT_SORTABLE
 from batchsvc.core.queries import INT, TEXT, ListQuery
 from batchsvc.core.summaries import SUMMARY_FIELDS
 from batchsvc.core.typed import DATA_TYPES
-from batchsvc.models import BatchSummary, Curve, Event, Matrix, StoredObject
+from batchsvc.models import BatchStamp, BatchSummary, Curve, DataVersion, Event, Matrix, StoredObject
 from batchsvc.store import series
+from batchsvc.store.history import HistoryReader
 from batchsvc.store.lists import Documents, Field, apply_list_query, source_clause
 
 _OBJECT_COLUMNS = {
@@ -62,10 +63,20 @@ _SUMMARY_DOCUMENTS = Documents(
     },
 )
 _SUMMARY_SEARCH = tuple(BatchSummary.doc[name].astext for name in ("name", "service", "reason", "message"))
-_EVENT_COLUMNS = {"_id": Event.event_id, "eventtime": Event.eventtime, "eventtype": Event.doc["eventtype"].astext}
-_EVENT_FIELDS = {name: Field(_EVENT_COLUMNS[name], kind) for name, kind in EVENT_FIELDS.items()}
-_EVENT_DOCUMENTS = Documents(Event.doc, {name: _EVENT_FIELDS[name] for name in ("_id", "eventtime")})
+
+
+def _event_fields(event_id, eventtime, doc) -> tuple[dict[str, Field], Documents]:
+    """What event lists filter and sort by, on these columns (the table's, or an as-of read's)."""
+    columns = {"_id": event_id, "eventtime": eventtime, "eventtype": doc["eventtype"].astext}
+    fields = {name: Field(columns[name], kind) for name, kind in EVENT_FIELDS.items()}
+    return fields, Documents(doc, {name: fields[name] for name in ("_id", "eventtime")})
+
+
+_EVENT_FIELDS, _EVENT_DOCUMENTS = _event_fields(Event.event_id, Event.eventtime, Event.doc)
 _DATED_MODELS = {"curve": Curve, "matrix": Matrix}
+_VERSION_KINDS = {"curve": "curves", "matrix": "matrices"}  # data_versions.kind (store/datarows.py)
+# A stamp's time; stamp 0 (written before history) and pruned stamps have no row: -infinity.
+_NEVER = cast(literal("-infinity"), DateTime(timezone=True))
 
 # The data list: one row per property of an object whose value is a data header.
 _ENTRY = func.jsonb_each(StoredObject.doc).table_valued(column("key", Text), column("value", JSONB)).lateral("entry")
@@ -91,6 +102,7 @@ class Reader:
     def __init__(self, session: Session, scope: Scope):
         self.session = session
         self.scope = scope
+        self.history = HistoryReader(session, scope)  # objects as of an instant, the pruning watermark
 
     def _keyed(self, model, object_id: str, prop: str) -> tuple:
         return (
@@ -175,47 +187,144 @@ class Reader:
 
     # typed data
     def series_points(
-        self, object_id: str, prop: str, *, start: datetime | None, end: datetime | None, last: int | None
+        self,
+        object_id: str,
+        prop: str,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        last: int | None,
+        asof: datetime | None = None,
     ) -> list[dict]:
-        """Observations in time order, within [start, end), the newest `last` of them when given."""
+        """Observations in time order, within [start, end), the newest `last` of them when given;
+        as the store knew them at `asof` when given."""
         scope = {"tenant": self.scope.tenant, "environment": self.scope.environment}
+        # Until series.read_points takes `asof` (store/series.py's history), only as-of reads pass it.
+        as_of = {} if asof is None else {"asof": asof}
         return series.read_points(
-            self.session.connection().connection, scope, object_id, prop, start=start, end=end, last=last
+            self.session.connection().connection, scope, object_id, prop, start=start, end=end, last=last, **as_of
         )
 
-    def dated(self, kind: str, object_id: str, prop: str, day: date | None) -> tuple[date, dict] | None:
-        """A curve's or matrix's (date, document) for `day`, or the latest without one."""
+    def _states_at(self, model, kind: str, object_id: str, prop: str, instant: datetime, *, now: tuple, then: tuple):
+        """One property's items as they were at `instant`, a subquery of the columns `now` names on
+        `model`'s rows and `then` on the data_versions rows of `kind` (each a (columns, WHERE
+        clauses) pair, the item's key first): the current rows whose stamp's time is <= instant and
+        the archived states made by then and superseded after it; where two states of a key
+        qualify (clocks skewed), the one made latest."""
+        made = aliased(BatchStamp)
+        made_at = func.coalesce(made.at, _NEVER)
+        columns, narrow = now
+        current = (
+            select(*columns, made_at.label("made_at"), model.stamp.label("made"))
+            .select_from(model)
+            .outerjoin(
+                made,
+                and_(made.tenant == model.tenant, made.environment == model.environment, made.stamp == model.stamp),
+            )
+            .where(*self._keyed(model, object_id, prop), made_at <= instant, *narrow)
+        )
+        was = aliased(BatchStamp)
+        was_at = func.coalesce(was.at, _NEVER)
+        columns, narrow = then
+        archived = (
+            select(*columns, was_at.label("made_at"), DataVersion.made.label("made"))
+            .select_from(DataVersion)
+            .outerjoin(
+                was,
+                and_(
+                    was.tenant == DataVersion.tenant,
+                    was.environment == DataVersion.environment,
+                    was.stamp == DataVersion.made,
+                ),
+            )
+            .where(
+                *self._keyed(DataVersion, object_id, prop),
+                DataVersion.kind == kind,
+                was_at <= instant,
+                DataVersion.superseded_at > instant,
+                *narrow,
+            )
+        )
+        states = union_all(current, archived).subquery("states")
+        key = states.c[0]
+        latest = select(states).distinct(key).order_by(key, states.c.made_at.desc(), states.c.made.desc())
+        return latest.subquery("as_of")
+
+    def _dated(
+        self,
+        kind: str,
+        object_id: str,
+        prop: str,
+        asof: datetime | None,
+        *,
+        day: date | None = None,
+        first: date | None = None,
+        stop: date | None = None,
+    ):
+        """A property's curves or matrices (the date `day`, or those in [first, stop)) as a subquery
+        of (ondate, doc): as stored, or as of `asof`."""
         model = _DATED_MODELS[kind]
-        query = select(model).where(*self._keyed(model, object_id, prop))
-        query = query.where(model.ondate == day) if day else query.order_by(model.ondate.desc()).limit(1)
-        row = self.session.scalars(query).first()
+        columns = [model.ondate.label("ondate"), model.doc.label("doc")]
+        narrow = [model.ondate == day] if day is not None else []
+        narrow += [model.ondate >= first] if first is not None else []
+        narrow += [model.ondate < stop] if stop is not None else []
+        if asof is None:
+            return select(*columns).where(*self._keyed(model, object_id, prop), *narrow).subquery("dated")
+        # data_versions keys are ISO dates, which sort as the dates do.
+        key = DataVersion.key
+        archived = [key == day.isoformat()] if day is not None else []
+        archived += [key >= first.isoformat()] if first is not None else []
+        archived += [key < stop.isoformat()] if stop is not None else []
+        return self._states_at(
+            model,
+            _VERSION_KINDS[kind],
+            object_id,
+            prop,
+            asof,
+            now=(columns, narrow),
+            then=([cast(key, Date).label("ondate"), DataVersion.doc.label("doc")], archived),
+        )
+
+    def dated(
+        self, kind: str, object_id: str, prop: str, day: date | None, asof: datetime | None = None
+    ) -> tuple[date, dict] | None:
+        """A curve's or matrix's (date, document) for `day`, or the latest without one (as of `asof`)."""
+        rows = self._dated(kind, object_id, prop, asof, day=day)
+        query = select(rows.c.ondate, rows.c.doc)
+        query = query.where(rows.c.ondate == day) if day else query.order_by(rows.c.ondate.desc()).limit(1)
+        row = self.session.execute(query).first()
         return (row.ondate, row.doc) if row is not None else None
 
     def tenor_points(
-        self, object_id: str, prop: str, tenor: str, *, first: date | None, stop: date | None, last: int | None
+        self,
+        object_id: str,
+        prop: str,
+        tenor: str,
+        *,
+        first: date | None,
+        stop: date | None,
+        last: int | None,
+        asof: datetime | None = None,
     ) -> list[tuple[date, object]]:
         """(curve date, value) of the contract with `tenor` on each curve date in [first, stop)
-        that has one, in date order; the newest `last` of them when given."""
+        that has one, in date order; the newest `last` of them when given; as of `asof` when given."""
+        curves = self._dated("curve", object_id, prop, asof, first=first, stop=stop)
         hit = (
-            func.jsonb_path_query_first(Curve.doc, _CONTRACT_OF_TENOR, func.jsonb_build_object("tenor", tenor))
+            func.jsonb_path_query_first(curves.c.doc, _CONTRACT_OF_TENOR, func.jsonb_build_object("tenor", tenor))
             .table_valued(column("contract", JSONB))
             .render_derived(name="hit")
             .lateral("hit")
         )
         query = (
-            select(Curve.ondate, hit.c.contract["value"])
-            .select_from(Curve)
+            select(curves.c.ondate, hit.c.contract["value"])
+            .select_from(curves)
             .join(hit, true())
-            .where(*self._keyed(Curve, object_id, prop), hit.c.contract.is_not(None))
+            .where(hit.c.contract.is_not(None))
         )
-        if first is not None:
-            query = query.where(Curve.ondate >= first)
-        if stop is not None:
-            query = query.where(Curve.ondate < stop)
         if last:
-            rows = self.session.execute(query.order_by(Curve.ondate.desc()).limit(last)).all()[::-1]
+            rows = self.session.execute(query.order_by(curves.c.ondate.desc()).limit(last)).all()[::-1]
         else:
-            rows = self.session.execute(query.order_by(Curve.ondate)).all()
+            rows = self.session.execute(query.order_by(curves.c.ondate)).all()
         return [(day, value) for day, value in rows]
 
     def list_data(self, source: str, query: ListQuery) -> tuple[int, list[tuple[str, str, dict]]]:
@@ -245,20 +354,54 @@ class Reader:
         )
         return total, [tuple(item) for item in rows]
 
-    def event(self, object_id: str, prop: str, event_id: str) -> dict | None:
+    def _events_at(self, object_id: str, prop: str, asof: datetime, event_id: str | None = None):
+        """An event list's events (or the one `event_id`) as of `asof`: (event_id, eventtime, doc)."""
+        now = [Event.event_id.label("event_id"), Event.eventtime.label("eventtime"), Event.doc.label("doc")]
+        then = [
+            DataVersion.key.label("event_id"),
+            DataVersion.eventtime.label("eventtime"),
+            DataVersion.doc.label("doc"),
+        ]
+        one = event_id is not None
+        return self._states_at(
+            Event,
+            "events",
+            object_id,
+            prop,
+            asof,
+            now=(now, [Event.event_id == event_id] if one else []),
+            then=(then, [DataVersion.key == event_id] if one else []),
+        )
+
+    def event(self, object_id: str, prop: str, event_id: str, asof: datetime | None = None) -> dict | None:
+        if asof is not None:
+            events = self._events_at(object_id, prop, asof, event_id)
+            return self.session.scalars(select(events.c.doc)).first()
         return self.session.scalars(
             select(Event.doc).where(*self._keyed(Event, object_id, prop), Event.event_id == event_id)
         ).first()
 
-    def list_events(self, object_id: str, prop: str, query: ListQuery) -> tuple[int, list[dict]]:
-        total, rows = apply_list_query(
+    def list_events(
+        self, object_id: str, prop: str, query: ListQuery, asof: datetime | None = None
+    ) -> tuple[int, list[dict]]:
+        """A page of an event list's events (as of `asof` when given)."""
+        if asof is None:
+            base, fields, documents = (
+                select(Event.doc).where(*self._keyed(Event, object_id, prop)),
+                _EVENT_FIELDS,
+                _EVENT_DOCUMENTS,
+            )
+        else:
+            events = self._events_at(object_id, prop, asof)
+            base = select(events.c.doc)
+            fields, documents = _event_fields(events.c.event_id, events.c.eventtime, events.c.doc)
+        return apply_list_query(
             self.session,
-            select(Event).where(*self._keyed(Event, object_id, prop)),
+            base,
             query,
-            field_for=_EVENT_FIELDS.__getitem__,
-            sortable=_EVENT_FIELDS,
-            search=(Event.event_id,),
-            default_sort=[(Event.eventtime, -1), (Event.event_id, 1)],
-            documents=_EVENT_DOCUMENTS,
+            field_for=fields.__getitem__,
+            sortable=fields,
+            search=(fields["_id"].column,),
+            default_sort=[(fields["eventtime"].column, -1), (fields["_id"].column, 1)],
+            documents=documents,
         )
-        return total, [row.doc for row in rows]
