@@ -20,6 +20,8 @@ What is measured (all on loopback, gunicorn with the repository's gunicorn.conf.
            freshly started server
   series   time series (bench/series.py): ingest over HTTP beside a COPY floor, bytes per
            stored point, appending to a long series, reads, curves and events
+  data rows  curves and events with history (bench/datarows.py): new rows, the same re-sent
+           unchanged, the same changed; items/s and the ratios to new rows, rows archived
 
 `--check` exits 1 when a target is missed; `--seconds` shortens the small-batch runs.
 
@@ -46,6 +48,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import datarows as bench_datarows
 import orjson
 import requests
 import series as bench_series
@@ -550,10 +553,12 @@ def main(argv=None) -> int:
     with gunicorn("wsgi:app", "memory", service_env) as server:
         memory = run_memory(server)
     series = bench_series.run_series(db_url, service_env)
+    with gunicorn("wsgi:app", "datarows", service_env) as server:
+        data_rows = bench_datarows.run_data_rows(server, db_url)
 
     rows, checks = build_rows(floor, bulk, small, bare, memory, small_key)
     series_rows, series_checks = bench_series.rows_and_checks(series)
-    rows += series_rows
+    rows += series_rows + bench_datarows.rows(data_rows)
     checks += series_checks
     meta["duration_s"] = round(time.monotonic() - started, 1)
     meta["loadavg_at_end"] = os.getloadavg()[0]
@@ -573,6 +578,7 @@ def main(argv=None) -> int:
         "small": {"batchsvc": small, "batchsvc_api_key": small_key, "bare_flask": bare},
         "memory": memory,
         "series": series,
+        "data_rows": data_rows,
         "checks": checks,
     }  # fmt: skip
     options = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS

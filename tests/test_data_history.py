@@ -194,6 +194,27 @@ def test_one_changed_curve_date_archives_that_date_only(client, db_url):
     assert [(kind, key) for kind, _, _, key, _ in versions(db_url)] == [("curves", days[7])]
 
 
+def test_the_same_is_equal_json_values_as_objects_compare_them(client, db_url):
+    post(client, [{"_id": "EQ", "FWD": curve(D1, [("M01", 1), ("M02", True)], units="EUR")}], "eq-1")
+    reordered = {"contracts": [{"value": 1, "tenor": "M01"}, {"value": True, "tenor": "M02"}], "units": "EUR"}
+    same = post(
+        client,
+        [
+            {
+                "_id": "EQ",
+                "FWD": {**reordered, "_type": "VarCurve", "ondate": {"curveDate": D1, "_type": "VarCurveDate"}},
+            }
+        ],
+        "eq-2",
+    )
+    assert same["counts"]["curves"] == {**EMPTY, "unchanged": 1}  # key order is no change
+    one = post(client, [{"_id": "EQ", "FWD": curve(D1, [("M01", 1.0), ("M02", True)], units="EUR")}], "eq-3")
+    assert one["counts"]["curves"] == {**EMPTY, "unchanged": 1}  # 1.0 is the number 1
+    changed = post(client, [{"_id": "EQ", "FWD": curve(D1, [("M01", 1), ("M02", 1)], units="EUR")}], "eq-4")
+    assert changed["counts"]["curves"] == {**EMPTY, "updated": 1}  # true is not 1
+    assert version_count(db_url) == 1
+
+
 def test_a_merge_curve_that_merges_to_the_stored_curve_is_unchanged(client, db_url):
     post(client, [{"_id": "MC", "FWD": curve(D1, [("M01", 50), ("M02", 51)])}], "m-1")
     rows = stored(db_url, "curves")

@@ -1,8 +1,9 @@
 """Curves, matrices and events: one row per curve date, matrix date or event, with their history (SPEC §6, §12).
 
 A row holds an item's current state and the stamp of the batch that wrote it (store/stamps.py).
-A write compares each item with the stored row: a new one is created, an equal one (the same
-document; for an event also the same eventtime) is left alone — not rewritten, its stamp kept,
+A write compares each item with the stored row: a new one is created, an equal one (a document
+equal as jsonb compares it, the rule objects follow; for an event also the same eventtime) is
+left alone — not rewritten, its stamp kept,
 reported in `DataChanges.kept` — and a different one is updated: its previous state goes to
 `data_versions` (kind, key text, `made` = its stamp, `superseded`/`superseded_at` = the writing
 stamp) and the row is rewritten with the new stamp. The rows of replaced objects (`wiped`) that
@@ -31,7 +32,6 @@ deferred (they travel with the next statement).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import NamedTuple
 
@@ -57,13 +57,12 @@ class RowRef(NamedTuple):
     undone: int
 
 
-@dataclass(frozen=True)
-class _Stored:
-    """An item's stored row: its stamp, eventtime (events) and document (None when not read)."""
+class _Stored(NamedTuple):
+    """An item's stored row: its stamp, and whether it equals the state to be written (None when
+    not compared: a wiped object's row that is not sent again, or one to remove)."""
 
     stamp: int
-    eventtime: datetime | None
-    doc: dict | None
+    same: bool | None
 
 
 def _key_text(key: date | str) -> str:
@@ -91,78 +90,141 @@ def label(object_id: str, prop: str, key: date | str) -> str:
 
 # --- Reading the stored rows -------------------------------------------------------------------
 # Keys travel as parallel text arrays per kind (`<kind>_o`, `_p`, `_k`; dates as ISO text, cast
-# where they meet the date column). Each kind's branch returns (kind, object, property, key text,
-# stamp, eventtime, document text); the rows of wiped objects come without documents, keys only.
+# where they meet the date column). Each key finds its row by an index probe of its own (LATERAL
+# ... LIMIT 1 keeps the planner from a hash join over the whole table when its statistics are
+# behind), so the cost follows the batch, not what the table holds. (Which index serves the probe
+# is still the planner's: before a table's first ANALYZE it may take the events' time index.)
+#
+# "The same" is PostgreSQL's jsonb equality, the rule objects are compared by: documents whose
+# JSON is equal as values (key order aside, 1 and 1.0 one number, true not 1), and for an event
+# the same eventtime. The batch's documents go with the read, so nothing stored is sent back.
+# Every read branch returns (kind, object, property, key text, stamp, same, eventtime, document
+# text), NULL where it has nothing to say.
 _TABLE = {
     "curves": ("curves", "ondate", "NULL::timestamptz"),
     "matrices": ("matrices", "ondate", "NULL::timestamptz"),
     "events": ("events", "event_id", "r.eventtime"),
 }
-
-
-def _join_keys(kind: str, prefix: str = "") -> str:
-    """`rows r JOIN` the kind's key arrays (named `<prefix><kind>_o/_p/_k`) ON the row's key."""
-    table, key, _ = _TABLE[kind]
-    cast = "::date" if kind in _DATED else ""
-    return (
-        f"{table} r JOIN unnest(%({prefix}{kind}_o)s::text[], %({prefix}{kind}_p)s::text[], "
-        f"%({prefix}{kind}_k)s::text[]) AS k(o, p, k) ON r.object_id = k.o AND r.property = k.p AND r.{key} = k.k{cast}"
-    )
-
-
 _IN_SCOPE = "r.tenant = %(tenant)s AND r.environment = %(environment)s"
 
 
-def _stored_branches(kind: str) -> list[str]:
-    table, _, eventtime = _TABLE[kind]
-    keyed = (
-        f"SELECT '{kind}'::text, r.object_id, r.property, k.k, r.stamp, {eventtime}, r.doc::text "
-        f"FROM {_join_keys(kind)} WHERE {_IN_SCOPE}"
+def _row_of(kind: str, keys: str = "k") -> str:
+    """The stored row `r` of key `keys`.(o, p, k), probed by its primary key."""
+    table, key, _ = _TABLE[kind]
+    cast = "::date" if kind in _DATED else ""
+    return (
+        f"(SELECT * FROM {table} r WHERE {_IN_SCOPE} AND r.object_id = {keys}.o AND r.property = {keys}.p "
+        f"AND r.{key} = {keys}.k{cast} LIMIT 1) AS r"
     )
+
+
+def _keys(kind: str, prefix: str = "") -> str:
+    arrays = ", ".join(f"%({prefix}{kind}_{name})s::text[]" for name in ("o", "p", "k"))
+    return f"unnest({arrays}) AS k(o, p, k)"
+
+
+def _keyed_rows(kind: str, prefix: str = "") -> str:
+    """FROM the kind's key arrays (`<prefix><kind>_o/_p/_k`) as `k`, each with its stored row `r`."""
+    return f"{_keys(kind, prefix)} CROSS JOIN LATERAL {_row_of(kind)}"
+
+
+def _read_sent(kind: str) -> str:
+    """The stored rows of the keys a batch sends (`<kind>_o/_p/_k`, `_d` the documents as a JSON
+    array, events' `_t` times), each compared with what is sent."""
+    same = "r.doc = k.d::jsonb" + (" AND r.eventtime = k.t" if kind == "events" else "")
+    times, time = (f"unnest(%({kind}_t)s::timestamptz[]), ", "t, ") if kind == "events" else ("", "")
+    return f"""SELECT '{kind}'::text, k.o, k.p, k.k, r.stamp, {same}, NULL::timestamptz, NULL::text
+FROM ROWS FROM (unnest(%({kind}_o)s::text[]), unnest(%({kind}_p)s::text[]), unnest(%({kind}_k)s::text[]),
+                {times}json_array_elements(%({kind}_d)s::json)) AS k(o, p, k, {time}d)
+CROSS JOIN LATERAL {_row_of(kind)}"""
+
+
+def _read_current(kind: str) -> str:
+    return (
+        f"SELECT '{kind}'::text, k.o, k.p, k.k, r.stamp, NULL::boolean, NULL::timestamptz, NULL::text "
+        f"FROM {_keyed_rows(kind)}"
+    )
+
+
+def _read_wiped(kind: str) -> str:
+    table, _, _ = _TABLE[kind]
     key = "to_char(r.ondate, 'YYYY-MM-DD')" if kind in _DATED else "r.event_id"
-    wiped = (
-        f"SELECT '{kind}'::text, r.object_id, r.property, {key}, r.stamp, {eventtime}, NULL::text "
-        f"FROM {table} r WHERE {_IN_SCOPE} AND r.object_id = ANY(%(wiped)s::text[])"
+    return (
+        f"SELECT '{kind}'::text, r.object_id, r.property, {key}, r.stamp, NULL::boolean, NULL::timestamptz, "
+        f"NULL::text FROM {table} r WHERE {_IN_SCOPE} AND r.object_id = ANY(%(wiped)s::text[])"
     )
-    return [keyed, wiped]
 
 
-_READ_STORED = "\nUNION ALL\n".join(branch for kind in ROW_KINDS for branch in _stored_branches(kind))
-# apply_undo also reads the states to put back: the archived state of each key that the undone
-# batch's stamp superseded.
-_READ_TARGETS = """
-SELECT '~' || v.kind, v.object_id, v.property, v.key, v.made, v.eventtime, v.doc::text
-FROM data_versions v
-JOIN unnest(%(t_kind)s::text[], %(t_o)s::text[], %(t_p)s::text[], %(t_k)s::text[], %(t_s)s::int8[])
-     AS t(kind, o, p, k, s)
-  ON v.kind = t.kind AND v.object_id = t.o AND v.property = t.p AND v.key = t.k AND v.superseded = t.s
-WHERE v.tenant = %(tenant)s AND v.environment = %(environment)s
-"""
-_TARGET = "~"  # marks a target row's kind in _READ_TARGETS
+_TARGET = "~"  # marks the rows of _READ_TARGETS
+
+
+def _read_targets(kind: str) -> str:
+    """The states apply_undo puts back: for each key `t_<kind>_o/_p/_k`, the archived state that
+    the stamp `t_<kind>_s` superseded, with the key's current stamp (NULL when it has no row) and
+    whether that row already holds the state."""
+    same = "r.doc = v.doc" + (" AND r.eventtime = v.eventtime" if kind == "events" else "")
+    arrays = ", ".join(f"%(t_{kind}_{name})s::text[]" for name in ("o", "p", "k"))
+    return f"""SELECT '{_TARGET}{kind}'::text, k.o, k.p, k.k, r.stamp, {same}, v.eventtime, v.doc::text
+FROM unnest({arrays}, %(t_{kind}_s)s::int8[]) AS k(o, p, k, s)
+CROSS JOIN LATERAL (
+    SELECT * FROM data_versions v
+    WHERE v.tenant = %(tenant)s AND v.environment = %(environment)s AND v.kind = '{kind}'
+      AND v.object_id = k.o AND v.property = k.p AND v.key = k.k AND v.superseded = k.s
+    LIMIT 1
+) AS v
+LEFT JOIN LATERAL {_row_of(kind)} ON true"""
+
+
+_READ_SENT = {kind: _read_sent(kind) for kind in ROW_KINDS}
+_READ_CURRENT = {kind: _read_current(kind) for kind in ROW_KINDS}
+_READ_WIPED = {kind: _read_wiped(kind) for kind in ROW_KINDS}
+_READ_TARGETS = {kind: _read_targets(kind) for kind in ROW_KINDS}
 
 
 def _key_params(keys: dict[str, list[tuple[str, str, date | str]]], prefix: str = "") -> dict:
+    """The key arrays of each kind's keys (sorted), named `<prefix><kind>_o/_p/_k`."""
     params = {}
-    for kind in ROW_KINDS:
-        rows = sorted(keys.get(kind, ()))
+    for kind in keys:
+        rows = sorted(keys[kind])
         params[f"{prefix}{kind}_o"] = text_array(o for o, _, _ in rows)
         params[f"{prefix}{kind}_p"] = text_array(p for _, p, _ in rows)
         params[f"{prefix}{kind}_k"] = text_array(_key_text(k) for _, _, k in rows)
     return params
 
 
-def _read(cursor: TransactionCursor, sql: str, params: dict) -> dict[str, dict[tuple, _Stored]]:
-    """kind -> (object, property, key) -> _Stored, from a statement of _stored_branches' shape."""
-    cursor.execute(sql, params)
-    found: dict[str, dict[tuple, _Stored]] = {}
-    for kind, object_id, prop, key, stamp, eventtime, doc in cursor.fetchall():
+def _sent_params(kind: str, items: list[tuple], sent: dict) -> dict:
+    """A kind's keys (in this order) with their documents and, for events, times: `<kind>_*`."""
+    params = {
+        f"{kind}_o": text_array(o for o, _, _ in items),
+        f"{kind}_p": text_array(p for _, p, _ in items),
+        f"{kind}_k": text_array(_key_text(k) for _, _, k in items),
+        f"{kind}_d": orjson.dumps([sent[item][1] for item in items]).decode(),
+    }
+    if kind == "events":
+        params[f"{kind}_t"] = text_array(sent[item][0].isoformat() for item in items)
+    return params
+
+
+def _read(cursor: TransactionCursor, branches: list[str], params: dict) -> tuple[dict, dict]:
+    """Run the read branches as one statement: (kind -> item -> _Stored, kind -> item ->
+    (eventtime, document) of apply_undo's targets)."""
+    stored: dict[str, dict[tuple, _Stored]] = {kind: {} for kind in ROW_KINDS}
+    targets: dict[str, dict[tuple, tuple]] = {kind: {} for kind in ROW_KINDS}
+    if not branches:
+        return stored, targets
+    cursor.execute("\nUNION ALL\n".join(branches), params)
+    for kind, object_id, prop, key, stamp, same, eventtime, doc in cursor.fetchall():
         base = kind.removeprefix(_TARGET)
         item = (object_id, prop, _key_of(base, key))
-        rows = found.setdefault(kind, {})
-        if doc is None and item in rows:
-            continue  # a wiped object's row the batch sends again: read with its document already
-        rows[item] = _Stored(stamp, eventtime, orjson.loads(doc) if doc is not None else None)
-    return found
+        if kind != base:
+            targets[base][item] = (eventtime, orjson.loads(doc))
+            if stamp is None:
+                continue  # no row to compare with: the state comes back as a new row
+        rows = stored[base]
+        if same is None and item in rows:
+            continue  # a wiped object's row the batch sends again: compared by the other branch
+        rows[item] = _Stored(stamp, same)
+    return stored, targets
 
 
 # --- Writing -----------------------------------------------------------------------------------
@@ -175,8 +237,7 @@ def _archive_sql(kind: str) -> str:
 INSERT INTO data_versions (tenant, environment, kind, object_id, property, key, superseded, superseded_at,
                            made, eventtime, doc)
 SELECT r.tenant, r.environment, '{kind}', r.object_id, r.property, k.k, %(stamp)s, %(at)s, r.stamp, {eventtime}, r.doc
-FROM {_join_keys(kind, "a_")} WHERE {_IN_SCOPE}
-ORDER BY k.o, k.p, k.k
+FROM {_keyed_rows(kind, "a_")}
 ON CONFLICT DO NOTHING
 """
 
@@ -225,14 +286,15 @@ def _apply(
     log: DataLog,
     changes: DataChanges,
 ) -> None:
-    """Write one kind's items: `sent` (key -> (eventtime, document)) compared with `stored`, and
-    the stored keys among `remove` deleted; what is replaced or removed is archived first."""
+    """Write one kind's items: those of `sent` (key -> (eventtime, document)) that `stored` does
+    not hold as they are, and delete the stored keys among `remove`; what is replaced or removed
+    is archived first."""
     created, updated, kept = [], [], []
-    for item, (eventtime, doc) in sent.items():
+    for item in sent:
         old = stored.get(item)
         if old is None:
             created.append(item)
-        elif old.doc == doc and old.eventtime == eventtime:
+        elif old.same:
             kept.append(item)
         else:
             updated.append(item)
@@ -281,20 +343,15 @@ def _sent(writes: dict[str, DataWrites]) -> dict[str, dict[tuple, tuple[datetime
     }
 
 
-_STORED_CURVES = (
-    "SELECT object_id, property, ondate, doc FROM curves WHERE tenant = %(tenant)s AND environment = %(environment)s "
-    "AND (object_id, property, ondate) IN (SELECT * FROM unnest(%(o)s::text[], %(p)s::text[], %(d)s::date[]))"
-)
+_STORED_CURVES = f"SELECT k.o, k.p, k.k, r.doc FROM {_keyed_rows('curves')}"
 
 
 def stored_curves(cursor: TransactionCursor, scope: dict, keys: list[tuple[str, str, date]]) -> dict:
     """The stored curves that `_merge` curves merge into: (object, prop, date) -> curve."""
     if not keys:
         return {}
-    cursor.execute(
-        _STORED_CURVES, {**scope, "o": [k[0] for k in keys], "p": [k[1] for k in keys], "d": [k[2] for k in keys]}
-    )
-    return {(o, p, d): doc for o, p, d, doc in cursor.fetchall()}
+    cursor.execute(_STORED_CURVES, {**scope, **_key_params({"curves": keys})})
+    return {(o, p, date.fromisoformat(d)): doc for o, p, d, doc in cursor.fetchall()}
 
 
 def write_rows(
@@ -314,12 +371,18 @@ def write_rows(
     wiped_set = set(wiped)
     if not wiped and not any(sent.values()):
         return changes
-    # A wiped object's rows are all read (keys only) by the wiped branch; those it sends again
-    # are read with their documents by the keyed branch, like any other object's.
-    keys = {kind: list(items) for kind, items in sent.items()}
-    stored = _read(cursor, _READ_STORED, {**scope, **_key_params(keys), "wiped": text_array(sorted(wiped_set))})
+    # Every row of a wiped object is read (keys only); those it sends again are compared like
+    # any other object's.
+    branches, params = [], {**scope, "wiped": text_array(sorted(wiped_set))}
     for kind in ROW_KINDS:
-        rows = stored.get(kind, {})
+        if sent[kind]:
+            branches.append(_READ_SENT[kind])
+            params.update(_sent_params(kind, sorted(sent[kind]), sent[kind]))
+    if wiped:
+        branches += [_READ_WIPED[kind] for kind in ROW_KINDS]
+    stored, _ = _read(cursor, branches, params)
+    for kind in ROW_KINDS:
+        rows = stored[kind]
         remove = [item for item in rows if item[0] in wiped_set]
         _apply(cursor, scope, kind, sent[kind], rows, remove, stamp=stamp, log=log, changes=changes)
     return changes
@@ -334,17 +397,19 @@ ORDER BY id FOR UPDATE
 # current stamp or made, superseded (NULL for a current row)).
 _TRAILS = (
     "\nUNION ALL\n".join(
-        f"SELECT '{kind}'::text, r.object_id, r.property, k.k, r.stamp, NULL::int8 FROM {_join_keys(kind)} "
-        f"WHERE {_IN_SCOPE}"
+        f"SELECT '{kind}'::text, r.object_id, r.property, k.k, r.stamp, NULL::int8 FROM {_keyed_rows(kind)}"
         for kind in ROW_KINDS
     )
     + """
 UNION ALL
 SELECT v.kind, v.object_id, v.property, v.key, v.made, v.superseded
-FROM data_versions v
-JOIN unnest(%(t_kind)s::text[], %(t_o)s::text[], %(t_p)s::text[], %(t_k)s::text[]) AS t(kind, o, p, k)
-  ON v.kind = t.kind AND v.object_id = t.o AND v.property = t.p AND v.key = t.k
-WHERE v.tenant = %(tenant)s AND v.environment = %(environment)s
+FROM unnest(%(t_kind)s::text[], %(t_o)s::text[], %(t_p)s::text[], %(t_k)s::text[]) AS t(kind, o, p, k)
+CROSS JOIN LATERAL (
+    SELECT * FROM data_versions v
+    WHERE v.tenant = %(tenant)s AND v.environment = %(environment)s
+      AND v.kind = t.kind AND v.object_id = t.o AND v.property = t.p AND v.key = t.k
+    OFFSET 0
+) AS v
 """
 )
 
@@ -382,7 +447,8 @@ def undo_items(
     objects = sorted({item[0] for _, item in changed})
     cursor.defer(_LOCK_OBJECTS, {**scope, "ids": text_array(objects)})
     ordered = sorted(changed, key=_order)
-    cursor.execute(_TRAILS, {**scope, **_key_params(by_kind), **_flat(ordered)})
+    every_kind = {kind: by_kind.get(kind, []) for kind in ROW_KINDS}
+    cursor.execute(_TRAILS, {**scope, **_key_params(every_kind), **_flat(ordered)})
     current: dict[tuple, int] = {}
     states: dict[tuple, list[tuple[int, int]]] = {}
     for kind, object_id, prop, key, made, superseded in cursor.fetchall():
@@ -439,29 +505,22 @@ def apply_undo(
             targets.append((item.kind, ref))
         else:
             raise ValueError(f"unknown undo action {action!r}")
-    if not removing and not targets:
-        return changes
-    keys = {kind: list(rows) for kind, rows in removing.items()}
-    for kind, ref in targets:
-        keys.setdefault(kind, []).append(ref[:3])
-    targets.sort(key=_order)
-    params = {
-        **scope,
-        **_key_params(keys),
-        "wiped": "{}",
-        **_flat((kind, ref[:3]) for kind, ref in targets),
-        "t_s": int_array(ref.undone for _, ref in targets),
-    }
-    found = _read(cursor, _READ_STORED + "\nUNION ALL\n" + _READ_TARGETS, params)
+    branches = [_READ_CURRENT[kind] for kind in ROW_KINDS if removing.get(kind)]
+    params = {**scope, **_key_params(removing)}
     for kind in ROW_KINDS:
-        put_back = found.get(_TARGET + kind, {})
-        sent = {item: (state.eventtime, state.doc) for item, state in put_back.items()}
+        refs = sorted(ref for k, ref in targets if k == kind)
+        if refs:
+            branches.append(_READ_TARGETS[kind])
+            params[f"t_{kind}_s"] = int_array(ref.undone for ref in refs)
+            params.update(_key_params({kind: [ref[:3] for ref in refs]}, "t_"))
+    stored, put_back = _read(cursor, branches, params)
+    for kind in ROW_KINDS:
         _apply(
             cursor,
             scope,
             kind,
-            sent,
-            found.get(kind, {}),
+            put_back[kind],
+            stored[kind],
             removing.get(kind, []),
             stamp=stamp,
             log=log,
