@@ -13,6 +13,7 @@ import pytest
 from conftest import assert_error, auth, db_rows, truncate
 
 from batchsvc.config import normalise_database_url
+from batchsvc.core.documents import same_json
 from batchsvc.core.history import RECREATE, REMOVE, RESTORE, WAS_CREATED, WAS_REMOVED, WAS_UPDATED
 from batchsvc.core.identity import Scope
 from batchsvc.core.typed import DataWrites
@@ -213,6 +214,19 @@ def test_the_same_is_equal_json_values_as_objects_compare_them(client, db_url):
     changed = post(client, [{"_id": "EQ", "FWD": curve(D1, [("M01", 1), ("M02", 1)], units="EUR")}], "eq-4")
     assert changed["counts"]["curves"] == {**EMPTY, "updated": 1}  # true is not 1
     assert version_count(db_url) == 1
+    # a large whole float reads back from jsonb as an integer: still the same number
+    post(client, [{"_id": "EQ", "FWD": curve(D2, [("M01", 2.5e17)])}], "eq-5")
+    again = post(client, [{"_id": "EQ", "FWD": curve(D2, [("M01", 2.5e17)])}], "eq-6")
+    assert again["counts"]["curves"] == {**EMPTY, "unchanged": 1}
+
+
+def test_same_json_is_jsonb_equality():
+    assert same_json({"a": 1, "b": [1.5, "x"]}, {"b": [1.5, "x"], "a": 1.0})
+    assert same_json({"a": 10**18}, {"a": 1e18})
+    assert not same_json([True], [1])
+    assert not same_json({"a": {"b": [1, False]}}, {"a": {"b": [1, 0]}})
+    assert not same_json({"a": 1}, {"a": 1, "b": None})
+    assert not same_json({"a": "1"}, {"a": 1})
 
 
 def test_a_merge_curve_that_merges_to_the_stored_curve_is_unchanged(client, db_url):

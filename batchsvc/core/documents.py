@@ -19,6 +19,28 @@ _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def same_json(a, b) -> bool:
+    """Whether two JSON documents are equal as values, as PostgreSQL's jsonb compares them (and so
+    as object writes are compared): key order aside, 1 and 1.0 one number, true not 1."""
+    if a != b:
+        return False
+    # Python's == is that rule, but for taking true for 1 and false for 0: the same text (keys
+    # sorted) settles it at once; an equal pair that serialises differently is looked at closely.
+    return orjson.dumps(a, option=orjson.OPT_SORT_KEYS) == orjson.dumps(b, option=orjson.OPT_SORT_KEYS) or (
+        _strictly_equal(a, b)
+    )
+
+
+def _strictly_equal(a, b) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_strictly_equal(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(_strictly_equal, a, b))
+    return a == b
+
+
 def loads(raw: bytes):
     """Parse a JSON body strictly: no NaN/Infinity, no lone surrogates, doubles in range."""
     try:

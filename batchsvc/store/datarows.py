@@ -38,6 +38,7 @@ from typing import NamedTuple
 import orjson
 
 from batchsvc.core.changes import DataChanges, DataItem
+from batchsvc.core.documents import same_json
 from batchsvc.core.history import RECREATE, REMOVE, RESTORE, WAS_CREATED, WAS_REMOVED, WAS_UPDATED
 from batchsvc.core.typed import DataWrites
 from batchsvc.store.stamps import DataLog, Stamp, batches_of
@@ -58,11 +59,12 @@ class RowRef(NamedTuple):
 
 
 class _Stored(NamedTuple):
-    """An item's stored row: its stamp, and whether it equals the state to be written (None when
-    not compared: a wiped object's row that is not sent again, or one to remove)."""
+    """An item's stored row: its stamp, eventtime (events) and document (None when not read: a
+    wiped object's row that the batch does not send again)."""
 
     stamp: int
-    same: bool | None
+    eventtime: datetime | None
+    doc: dict | None
 
 
 def _key_text(key: date | str) -> str:
@@ -94,12 +96,10 @@ def label(object_id: str, prop: str, key: date | str) -> str:
 # ... LIMIT 1 keeps the planner from a hash join over the whole table when its statistics are
 # behind), so the cost follows the batch, not what the table holds. (Which index serves the probe
 # is still the planner's: before a table's first ANALYZE it may take the events' time index.)
-#
-# "The same" is PostgreSQL's jsonb equality, the rule objects are compared by: documents whose
-# JSON is equal as values (key order aside, 1 and 1.0 one number, true not 1), and for an event
-# the same eventtime. The batch's documents go with the read, so nothing stored is sent back.
-# Every read branch returns (kind, object, property, key text, stamp, same, eventtime, document
-# text), NULL where it has nothing to say.
+# Each read branch returns (kind, object, property, key text, stamp, eventtime, document text),
+# NULL where it has nothing to say; the batch compares (core.documents.same_json: equal as jsonb
+# compares documents, the rule of object writes), so what a batch sends travels once, with its
+# write, and a new item costs its key alone.
 _TABLE = {
     "curves": ("curves", "ondate", "NULL::timestamptz"),
     "matrices": ("matrices", "ondate", "NULL::timestamptz"),
@@ -108,77 +108,46 @@ _TABLE = {
 _IN_SCOPE = "r.tenant = %(tenant)s AND r.environment = %(environment)s"
 
 
-def _row_of(kind: str, keys: str = "k") -> str:
-    """The stored row `r` of key `keys`.(o, p, k), probed by its primary key."""
+def _keyed_rows(kind: str, prefix: str = "") -> str:
+    """FROM the kind's key arrays (`<prefix><kind>_o/_p/_k`) as `k`, each with its stored row `r`
+    (probed by its primary key; none when the key has no row)."""
     table, key, _ = _TABLE[kind]
     cast = "::date" if kind in _DATED else ""
-    return (
-        f"(SELECT * FROM {table} r WHERE {_IN_SCOPE} AND r.object_id = {keys}.o AND r.property = {keys}.p "
-        f"AND r.{key} = {keys}.k{cast} LIMIT 1) AS r"
-    )
-
-
-def _keys(kind: str, prefix: str = "") -> str:
     arrays = ", ".join(f"%({prefix}{kind}_{name})s::text[]" for name in ("o", "p", "k"))
-    return f"unnest({arrays}) AS k(o, p, k)"
-
-
-def _keyed_rows(kind: str, prefix: str = "") -> str:
-    """FROM the kind's key arrays (`<prefix><kind>_o/_p/_k`) as `k`, each with its stored row `r`."""
-    return f"{_keys(kind, prefix)} CROSS JOIN LATERAL {_row_of(kind)}"
-
-
-def _read_sent(kind: str) -> str:
-    """The stored rows of the keys a batch sends (`<kind>_o/_p/_k`, `_d` the documents as a JSON
-    array, events' `_t` times), each compared with what is sent."""
-    same = "r.doc = k.d::jsonb" + (" AND r.eventtime = k.t" if kind == "events" else "")
-    times, time = (f"unnest(%({kind}_t)s::timestamptz[]), ", "t, ") if kind == "events" else ("", "")
-    return f"""SELECT '{kind}'::text, k.o, k.p, k.k, r.stamp, {same}, NULL::timestamptz, NULL::text
-FROM ROWS FROM (unnest(%({kind}_o)s::text[]), unnest(%({kind}_p)s::text[]), unnest(%({kind}_k)s::text[]),
-                {times}json_array_elements(%({kind}_d)s::json)) AS k(o, p, k, {time}d)
-CROSS JOIN LATERAL {_row_of(kind)}"""
-
-
-def _read_current(kind: str) -> str:
     return (
-        f"SELECT '{kind}'::text, k.o, k.p, k.k, r.stamp, NULL::boolean, NULL::timestamptz, NULL::text "
-        f"FROM {_keyed_rows(kind)}"
+        f"unnest({arrays}) AS k(o, p, k) CROSS JOIN LATERAL (SELECT * FROM {table} r WHERE {_IN_SCOPE} "
+        f"AND r.object_id = k.o AND r.property = k.p AND r.{key} = k.k{cast} LIMIT 1) AS r"
     )
+
+
+def _read_keyed(kind: str) -> str:
+    _, _, eventtime = _TABLE[kind]
+    return f"SELECT '{kind}'::text, k.o, k.p, k.k, r.stamp, {eventtime}, r.doc::text FROM {_keyed_rows(kind)}"
 
 
 def _read_wiped(kind: str) -> str:
-    table, _, _ = _TABLE[kind]
+    table, _, eventtime = _TABLE[kind]
     key = "to_char(r.ondate, 'YYYY-MM-DD')" if kind in _DATED else "r.event_id"
     return (
-        f"SELECT '{kind}'::text, r.object_id, r.property, {key}, r.stamp, NULL::boolean, NULL::timestamptz, "
-        f"NULL::text FROM {table} r WHERE {_IN_SCOPE} AND r.object_id = ANY(%(wiped)s::text[])"
+        f"SELECT '{kind}'::text, r.object_id, r.property, {key}, r.stamp, {eventtime}, NULL::text "
+        f"FROM {table} r WHERE {_IN_SCOPE} AND r.object_id = ANY(%(wiped)s::text[])"
     )
 
 
 _TARGET = "~"  # marks the rows of _READ_TARGETS
-
-
-def _read_targets(kind: str) -> str:
-    """The states apply_undo puts back: for each key `t_<kind>_o/_p/_k`, the archived state that
-    the stamp `t_<kind>_s` superseded, with the key's current stamp (NULL when it has no row) and
-    whether that row already holds the state."""
-    same = "r.doc = v.doc" + (" AND r.eventtime = v.eventtime" if kind == "events" else "")
-    arrays = ", ".join(f"%(t_{kind}_{name})s::text[]" for name in ("o", "p", "k"))
-    return f"""SELECT '{_TARGET}{kind}'::text, k.o, k.p, k.k, r.stamp, {same}, v.eventtime, v.doc::text
-FROM unnest({arrays}, %(t_{kind}_s)s::int8[]) AS k(o, p, k, s)
+# apply_undo also reads the states it puts back: for each key, the archived state that the undone
+# batch's stamp (`t_s`) superseded.
+_READ_TARGETS = f"""SELECT '{_TARGET}' || v.kind, v.object_id, v.property, v.key, v.made, v.eventtime, v.doc::text
+FROM unnest(%(t_kind)s::text[], %(t_o)s::text[], %(t_p)s::text[], %(t_k)s::text[], %(t_s)s::int8[])
+     AS t(kind, o, p, k, s)
 CROSS JOIN LATERAL (
     SELECT * FROM data_versions v
-    WHERE v.tenant = %(tenant)s AND v.environment = %(environment)s AND v.kind = '{kind}'
-      AND v.object_id = k.o AND v.property = k.p AND v.key = k.k AND v.superseded = k.s
+    WHERE v.tenant = %(tenant)s AND v.environment = %(environment)s
+      AND v.kind = t.kind AND v.object_id = t.o AND v.property = t.p AND v.key = t.k AND v.superseded = t.s
     LIMIT 1
-) AS v
-LEFT JOIN LATERAL {_row_of(kind)} ON true"""
-
-
-_READ_SENT = {kind: _read_sent(kind) for kind in ROW_KINDS}
-_READ_CURRENT = {kind: _read_current(kind) for kind in ROW_KINDS}
+) AS v"""
+_READ_KEYED = {kind: _read_keyed(kind) for kind in ROW_KINDS}
 _READ_WIPED = {kind: _read_wiped(kind) for kind in ROW_KINDS}
-_READ_TARGETS = {kind: _read_targets(kind) for kind in ROW_KINDS}
 
 
 def _key_params(keys: dict[str, list[tuple[str, str, date | str]]], prefix: str = "") -> dict:
@@ -192,39 +161,21 @@ def _key_params(keys: dict[str, list[tuple[str, str, date | str]]], prefix: str 
     return params
 
 
-def _sent_params(kind: str, items: list[tuple], sent: dict) -> dict:
-    """A kind's keys (in this order) with their documents and, for events, times: `<kind>_*`."""
-    params = {
-        f"{kind}_o": text_array(o for o, _, _ in items),
-        f"{kind}_p": text_array(p for _, p, _ in items),
-        f"{kind}_k": text_array(_key_text(k) for _, _, k in items),
-        f"{kind}_d": orjson.dumps([sent[item][1] for item in items]).decode(),
-    }
-    if kind == "events":
-        params[f"{kind}_t"] = text_array(sent[item][0].isoformat() for item in items)
-    return params
-
-
-def _read(cursor: TransactionCursor, branches: list[str], params: dict) -> tuple[dict, dict]:
-    """Run the read branches as one statement: (kind -> item -> _Stored, kind -> item ->
-    (eventtime, document) of apply_undo's targets)."""
-    stored: dict[str, dict[tuple, _Stored]] = {kind: {} for kind in ROW_KINDS}
-    targets: dict[str, dict[tuple, tuple]] = {kind: {} for kind in ROW_KINDS}
+def _read(cursor: TransactionCursor, branches: list[str], params: dict) -> dict[str, dict[tuple, _Stored]]:
+    """Run the read branches as one statement: kind -> (object, property, key) -> _Stored (kinds
+    marked `~`: apply_undo's targets)."""
+    found: dict[str, dict[tuple, _Stored]] = {kind: {} for kind in ROW_KINDS}
     if not branches:
-        return stored, targets
+        return found
     cursor.execute("\nUNION ALL\n".join(branches), params)
-    for kind, object_id, prop, key, stamp, same, eventtime, doc in cursor.fetchall():
+    for kind, object_id, prop, key, stamp, eventtime, doc in cursor.fetchall():
         base = kind.removeprefix(_TARGET)
         item = (object_id, prop, _key_of(base, key))
-        if kind != base:
-            targets[base][item] = (eventtime, orjson.loads(doc))
-            if stamp is None:
-                continue  # no row to compare with: the state comes back as a new row
-        rows = stored[base]
-        if same is None and item in rows:
-            continue  # a wiped object's row the batch sends again: compared by the other branch
-        rows[item] = _Stored(stamp, same)
-    return stored, targets
+        rows = found.setdefault(kind, {})
+        if doc is None and item in rows:
+            continue  # a wiped object's row the batch sends again: read with its document already
+        rows[item] = _Stored(stamp, eventtime, orjson.loads(doc) if doc is not None else None)
+    return found
 
 
 # --- Writing -----------------------------------------------------------------------------------
@@ -290,11 +241,11 @@ def _apply(
     not hold as they are, and delete the stored keys among `remove`; what is replaced or removed
     is archived first."""
     created, updated, kept = [], [], []
-    for item in sent:
+    for item, (eventtime, doc) in sent.items():
         old = stored.get(item)
         if old is None:
             created.append(item)
-        elif old.same:
+        elif old.eventtime == eventtime and same_json(old.doc, doc):
             kept.append(item)
         else:
             updated.append(item)
@@ -371,16 +322,11 @@ def write_rows(
     wiped_set = set(wiped)
     if not wiped and not any(sent.values()):
         return changes
-    # Every row of a wiped object is read (keys only); those it sends again are compared like
-    # any other object's.
-    branches, params = [], {**scope, "wiped": text_array(sorted(wiped_set))}
-    for kind in ROW_KINDS:
-        if sent[kind]:
-            branches.append(_READ_SENT[kind])
-            params.update(_sent_params(kind, sorted(sent[kind]), sent[kind]))
-    if wiped:
-        branches += [_READ_WIPED[kind] for kind in ROW_KINDS]
-    stored, _ = _read(cursor, branches, params)
+    # Every row of a wiped object is read (keys only); those it sends again are read with their
+    # documents like any other object's.
+    keys = {kind: list(items) for kind, items in sent.items() if items}
+    branches = [_READ_KEYED[kind] for kind in keys] + ([_READ_WIPED[kind] for kind in ROW_KINDS] if wiped else [])
+    stored = _read(cursor, branches, {**scope, **_key_params(keys), "wiped": text_array(sorted(wiped_set))})
     for kind in ROW_KINDS:
         rows = stored[kind]
         remove = [item for item in rows if item[0] in wiped_set]
@@ -505,22 +451,26 @@ def apply_undo(
             targets.append((item.kind, ref))
         else:
             raise ValueError(f"unknown undo action {action!r}")
-    branches = [_READ_CURRENT[kind] for kind in ROW_KINDS if removing.get(kind)]
-    params = {**scope, **_key_params(removing)}
+    targets.sort(key=_order)
+    keys = {kind: list(rows) for kind, rows in removing.items()}
+    for kind, ref in targets:
+        keys.setdefault(kind, []).append(ref[:3])
+    branches = [_READ_KEYED[kind] for kind in keys] + ([_READ_TARGETS] if targets else [])
+    params = {
+        **scope,
+        **_key_params(keys),
+        **_flat((kind, ref[:3]) for kind, ref in targets),
+        "t_s": int_array(ref.undone for _, ref in targets),
+    }
+    found = _read(cursor, branches, params)
     for kind in ROW_KINDS:
-        refs = sorted(ref for k, ref in targets if k == kind)
-        if refs:
-            branches.append(_READ_TARGETS[kind])
-            params[f"t_{kind}_s"] = int_array(ref.undone for ref in refs)
-            params.update(_key_params({kind: [ref[:3] for ref in refs]}, "t_"))
-    stored, put_back = _read(cursor, branches, params)
-    for kind in ROW_KINDS:
+        put_back = {item: (state.eventtime, state.doc) for item, state in found.get(_TARGET + kind, {}).items()}
         _apply(
             cursor,
             scope,
             kind,
-            put_back[kind],
-            stored[kind],
+            put_back,
+            found[kind],
             removing.get(kind, []),
             stamp=stamp,
             log=log,
