@@ -161,6 +161,10 @@ def run_data_rows(server: Gunicorn, db_url: str) -> dict:
                 "unchanged": _run(session, server.url, headers, new, db_url),
                 "changed": _run(session, server.url, headers, make(1), db_url),
             }
+            for name, count in (("new", "created"), ("unchanged", "unchanged"), ("changed", "updated")):
+                done = cases[name]["counts"][kind]
+                if done[count] != BATCHES * items_per_batch or sum(done.values()) != done[count]:
+                    raise RuntimeError(f"{kind} {name}: the summaries counted {done}")
             for case in cases.values():
                 case["per_s"] = BATCHES * items_per_batch / case["seconds"]
             for name in ("unchanged", "changed"):
