@@ -329,7 +329,7 @@ def test_a_later_change_is_a_409_and_force_rolls_back_the_rest(client):
     before = everything(client)
 
     body = assert_error(rollback(client, "first"), 409)
-    assert body["errors"] == {"items": {"A": {"reason": "changed since", "batches": ["second", "third"]}}, "count": 1}
+    assert body["errors"] == {"items": {"A": {"kind": "objects", "reason": "changed since", "batches": ["second", "third"]}}, "count": 1}
     assert "nothing was rolled back" in body["message"]
     assert everything(client) == before
     assert "rolledBackBy" not in get(client, "/api/batch/v1/first")
@@ -361,7 +361,7 @@ def test_conflicts_list_at_most_100_items(client):
     post(client, [{"_id": f"O{i:03d}", "v": 1} for i in range(150)], "over")
     body = assert_error(rollback(client, "wide"), 409)
     assert body["errors"]["count"] == 150 and len(body["errors"]["items"]) == 100
-    assert body["errors"]["items"]["O000"] == {"reason": "changed since", "batches": ["over"]}
+    assert body["errors"]["items"]["O000"] == {"kind": "objects", "reason": "changed since", "batches": ["over"]}
 
 
 def test_a_rollback_of_a_rollback_reapplies_the_batch(client):
@@ -505,7 +505,7 @@ def test_prune_drops_old_versions_and_as_of_reads_before_it_answer_410(app, clie
 
     result = prune(app, s3["_timestamp"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"versions": 1, "changeLogs": 3}  # v1 (superseded at v2); p-0..p-2's logs
+    assert json.loads(result.stdout) == {"versions": 1, "dataVersions": 0, "seriesVersions": 0, "changeLogs": 3}
     assert obj(client, "P") == s3  # current state never touched
     assert obj(client, "P/2") == s2  # superseded at the prune date: kept
     assert_error(client.get("/api/object/v1/private/P/1", headers=auth()), 410)

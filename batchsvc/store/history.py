@@ -312,24 +312,40 @@ class HistoryWrites:
 # --- Retention -----------------------------------------------------------------------------------
 
 
+# Where each archive's rows name their tenant and environment (series versions by their series).
+_PRUNED_PLACES = """
+SELECT tenant, environment FROM object_versions WHERE valid_to < :before
+UNION SELECT tenant, environment FROM data_versions WHERE superseded_at < :before
+UNION SELECT t.tenant, s.environment FROM series_versions v
+      JOIN series s ON s.tenant_key = v.tenant_key AND s.id = v.series_id
+      JOIN tenants t ON t.key = v.tenant_key
+      WHERE v.superseded_at < :before
+UNION SELECT tenant, environment FROM batch_changes WHERE timestamp < :before
+"""
+
+
 def prune(session: Session, before: datetime) -> dict[str, int]:
-    """Drop archived versions superseded before `before` and change logs of batches older than it,
-    in every tenant and environment; raise each affected environment's watermark. One transaction."""
+    """Drop archived states (objects, observations, curves, matrices, events) superseded before
+    `before`, and the change logs and stamps of batches older than it, in every tenant and
+    environment; raise each affected environment's watermark. One transaction.
+
+    Current states are never touched: data written by a pruned batch keeps its stamp, which
+    as-of reads then take as "before the watermark" (which it is)."""
     params = {"before": before}
     with session.begin():
         session.execute(
             text(
-                """
+                f"""
 INSERT INTO history_watermarks AS h (tenant, environment, pruned_before)
-SELECT tenant, environment, :before FROM (
-    SELECT tenant, environment FROM object_versions WHERE valid_to < :before
-    UNION SELECT tenant, environment FROM batch_changes WHERE timestamp < :before
-) AS pruned
+SELECT tenant, environment, :before FROM ({_PRUNED_PLACES}) AS pruned
 ON CONFLICT (tenant, environment) DO UPDATE SET pruned_before = GREATEST(h.pruned_before, excluded.pruned_before)
 """
             ),
             params,
         )
         versions = session.execute(text("DELETE FROM object_versions WHERE valid_to < :before"), params).rowcount
+        data = session.execute(text("DELETE FROM data_versions WHERE superseded_at < :before"), params).rowcount
+        points = session.execute(text("DELETE FROM series_versions WHERE superseded_at < :before"), params).rowcount
         logs = session.execute(text("DELETE FROM batch_changes WHERE timestamp < :before"), params).rowcount
-    return {"versions": versions, "changeLogs": logs}
+        session.execute(text("DELETE FROM batch_stamps WHERE at < :before"), params)
+    return {"versions": versions, "dataVersions": data, "seriesVersions": points, "changeLogs": logs}
