@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from batchsvc.core.identity import Scope
 from batchsvc.models import HistoryWatermark, ObjectVersion, StoredObject
+from batchsvc.store.stamps import DataLog
 from batchsvc.store.transaction import TransactionCursor, int_array, text_array
 
 # --- Reads, on the request's session ----------------------------------------------------------
@@ -196,24 +197,9 @@ class HistoryWrites:
     def log_changes(
         self, batch_id: str, kind: str, now: datetime, *, created: list[str], updated: list[str], removed: list[str]
     ) -> None:
-        if not (created or updated or removed):
-            return
-        self._cursor.defer(
-            """INSERT INTO batch_changes (tenant, environment, batch, kind, timestamp, created, updated, removed)
-            VALUES (%(tenant)s, %(environment)s, %(batch)s, %(kind)s, %(now)s,
-                    %(created)s::text[], %(updated)s::text[], %(removed)s::text[])
-            ON CONFLICT (tenant, environment, batch, kind) DO UPDATE SET timestamp = excluded.timestamp,
-                created = excluded.created, updated = excluded.updated, removed = excluded.removed""",
-            {
-                **self._scope,
-                "batch": batch_id,
-                "kind": kind,
-                "now": now,
-                "created": text_array(sorted(created)),
-                "updated": text_array(sorted(updated)),
-                "removed": text_array(sorted(removed)),
-            },
-        )
+        log = DataLog()
+        log.add(kind, created=created, updated=updated, removed=removed)
+        log.flush(self._cursor, self._scope, batch_id, now)
 
     def pruned_before(self) -> datetime | None:
         rows = self._rows(
