@@ -329,7 +329,10 @@ def test_a_later_change_is_a_409_and_force_rolls_back_the_rest(client):
     before = everything(client)
 
     body = assert_error(rollback(client, "first"), 409)
-    assert body["errors"] == {"items": {"A": {"kind": "objects", "reason": "changed since", "batches": ["second", "third"]}}, "count": 1}
+    assert body["errors"] == {
+        "items": {"A": {"kind": "objects", "reason": "changed since", "batches": ["second", "third"]}},
+        "count": 1,
+    }
     assert "nothing was rolled back" in body["message"]
     assert everything(client) == before
     assert "rolledBackBy" not in get(client, "/api/batch/v1/first")
