@@ -446,6 +446,23 @@ def test_rollback_rights_and_bad_input_change_nothing(client, db_url):
     assert_error(client.get("/api/object/v1/private/W", headers=auth()), 404)
 
 
+def rollbacks_at_once(url: str, batch_id: str, headers: dict, count: int = 4) -> tuple[list, dict]:
+    """`count` rollbacks of one batch sent at the same moment to a live server: (the responses,
+    the summary of the one that applied). Exactly one applies; the others answer 409."""
+    start = threading.Barrier(count)
+
+    def run(_):
+        start.wait(timeout=30)
+        return requests.post(f"{url}/api/batch/v1/{batch_id}/rollback", headers=headers, timeout=60)
+
+    with ThreadPoolExecutor(count) as pool:
+        responses = list(pool.map(run, range(count)))
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [201] + [409] * (count - 1), [r.text for r in responses]
+    (applied,) = [r.json() for r in responses if r.status_code == 201]
+    return responses, applied
+
+
 def test_two_concurrent_rollbacks_of_one_batch_apply_once(db_url):
     tenant = "tenant-rollbacks"
     headers = {**auth(tenant=tenant), "Content-Type": "application/json"}
@@ -458,17 +475,7 @@ def test_two_concurrent_rollbacks_of_one_batch_apply_once(db_url):
             body = orjson.dumps({"_id": batch_id, "elements": elements})
             assert requests.post(url + "/api/batch/v1", data=body, headers=headers, timeout=60).status_code == 201
         archived = db_rows(db_url, "SELECT count(*) FROM object_versions WHERE tenant = %s", (tenant,))[0][0]
-        start = threading.Barrier(4)
-
-        def run(_):
-            start.wait(timeout=30)
-            return requests.post(url + "/api/batch/v1/change/rollback", headers=headers, timeout=60)
-
-        with ThreadPoolExecutor(4) as pool:
-            responses = list(pool.map(run, range(4)))
-        codes = sorted(r.status_code for r in responses)
-        assert codes == [201, 409, 409, 409], [r.text for r in responses]
-        (applied,) = [r.json() for r in responses if r.status_code == 201]
+        responses, applied = rollbacks_at_once(url, "change", headers)
         for refused in (r for r in responses if r.status_code == 409):
             assert refused.json()["message"] == f"batch 'change' was already rolled back by batch '{applied['_id']}'"
         assert applied["counts"]["objects"] == {**EMPTY, "updated": 100, "removed": 100}

@@ -3,13 +3,10 @@ they were before the batch, under the same conflict rule as objects."""
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import orjson
 import requests
 from conftest import assert_error, auth, db_rows, start_live_server
-from test_history import EMPTY, everything, get, obj, post, rollback
+from test_history import EMPTY, everything, get, obj, post, rollback, rollbacks_at_once
 
 
 def series(*points, **header):
@@ -190,16 +187,7 @@ def test_two_concurrent_rollbacks_of_a_data_batch_apply_once(db_url):
                 {"_id": batch_id, "elements": [{"_id": f"S{i}", "P": series(*points)} for i in range(20)]}
             )
             assert requests.post(url + "/api/batch/v1", data=body, headers=headers, timeout=60).status_code == 201
-        start = threading.Barrier(4)
-
-        def run(_):
-            start.wait(timeout=30)
-            return requests.post(url + "/api/batch/v1/change/rollback", headers=headers, timeout=60)
-
-        with ThreadPoolExecutor(4) as pool:
-            responses = list(pool.map(run, range(4)))
-        assert sorted(r.status_code for r in responses) == [201, 409, 409, 409], [r.text for r in responses]
-        (applied,) = [r.json() for r in responses if r.status_code == 201]
+        _, applied = rollbacks_at_once(url, "change", headers)
         assert applied["counts"]["points"] == {**EMPTY, "updated": 240, "removed": 480}
         for i in (0, 19):
             read = requests.get(f"{url}/api/data/v1/private/S{i}:P", headers=headers, timeout=30).json()
