@@ -335,10 +335,6 @@ def write_rows(
 
 
 # --- Undoing a batch ---------------------------------------------------------------------------
-_LOCK_OBJECTS = """
-SELECT 1 FROM objects WHERE tenant = %(tenant)s AND environment = %(environment)s AND id = ANY(%(ids)s::text[])
-ORDER BY id FOR UPDATE
-"""
 # The current rows of the keys, and every archived state of them: (kind, object, property, key,
 # current stamp or made, superseded (NULL for a current row)).
 _TRAILS = (
@@ -378,8 +374,8 @@ def undo_items(
 ) -> list[DataItem]:
     """Every curve, matrix and event the batch with `stamp` changed, as the store has it now, from
     the batch's change log (`entries`: kind -> (created, updated, removed) log keys; other kinds
-    are ignored). The objects of the items are locked first (in id order, as batches lock them),
-    so no batch changes these items until the transaction ends."""
+    are ignored). Batches change an object's data only under its row lock: a caller that holds
+    the locks of the items' objects (core.history's rollback) reads what stays until it ends."""
     changed: dict[tuple[str, tuple], str] = {}
     for kind in ROW_KINDS:
         for change, keys in zip((WAS_CREATED, WAS_UPDATED, WAS_REMOVED), entries.get(kind, ([], [], [])), strict=True):
@@ -390,8 +386,6 @@ def undo_items(
     by_kind: dict[str, list[tuple]] = {}
     for kind, item in changed:
         by_kind.setdefault(kind, []).append(item)
-    objects = sorted({item[0] for _, item in changed})
-    cursor.defer(_LOCK_OBJECTS, {**scope, "ids": text_array(objects)})
     ordered = sorted(changed, key=_order)
     every_kind = {kind: by_kind.get(kind, []) for kind in ROW_KINDS}
     cursor.execute(_TRAILS, {**scope, **_key_params(every_kind), **_flat(ordered)})
@@ -422,6 +416,7 @@ def undo_items(
                 kind=kind,
                 key=RowRef(object_id, prop, key, stamp),
                 label=label(object_id, prop, key),
+                object_id=object_id,
                 change=change,
                 present=now is not None,
                 current_by=names[now][0] if now in names else None,

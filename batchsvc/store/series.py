@@ -528,3 +528,19 @@ def _newest(cur, params: dict, lo_us: int | None, hi_us: int | None, wanted: int
             break
         limit *= 4
     return [point for piece in reversed(pieces) for point in piece]
+
+
+# --- undoing a batch (SPEC §12) ------------------------------------------------------------------
+# Not yet kept: the history of this data arrives with its own change (stubs until then).
+
+
+def undo_items(cursor, scope: dict, stamp: int, entries: dict) -> list:
+    return []
+
+
+def apply_undo(cursor, scope: dict, actions: list, *, stamp: Stamp, log: DataLog) -> DataChanges:
+    return DataChanges()
+
+
+def data_writers(cursor, scope: dict, object_ids: list[str]) -> dict[str, set[int]]:
+    return {}
