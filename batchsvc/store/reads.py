@@ -175,12 +175,20 @@ class Reader:
 
     # typed data
     def series_points(
-        self, object_id: str, prop: str, *, start: datetime | None, end: datetime | None, last: int | None
+        self,
+        object_id: str,
+        prop: str,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        last: int | None,
+        asof: datetime | None = None,
     ) -> list[dict]:
-        """Observations in time order, within [start, end), the newest `last` of them when given."""
+        """Observations in time order, within [start, end), the newest `last` of them when given;
+        as the store knew them at instant `asof` when given."""
         scope = {"tenant": self.scope.tenant, "environment": self.scope.environment}
         return series.read_points(
-            self.session.connection().connection, scope, object_id, prop, start=start, end=end, last=last
+            self.session.connection().connection, scope, object_id, prop, start=start, end=end, last=last, asof=asof
         )
 
     def dated(self, kind: str, object_id: str, prop: str, day: date | None) -> tuple[date, dict] | None:
