@@ -53,6 +53,7 @@ import json
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from itertools import repeat
 from math import copysign
 from operator import itemgetter, sub
 from typing import NamedTuple
@@ -321,6 +322,15 @@ def _load_extras(text: str | None) -> dict | None:
         return json.loads(text)
 
 
+def _numbers(text: str) -> list:
+    """A chunk's values from their JSON text. A whole float prints as an integer ("1"), which
+    compares and is stored back the same; but -0.0 prints "-0", which JSON reads as 0: then
+    each value is read as a float."""
+    if "-0," in text or "-0]" in text:
+        return [None if value == "null" else float(value) for value in text[1:-1].split(",")]
+    return orjson.loads(text)
+
+
 class Stored(NamedTuple):
     """A chunk (or an archived part of one) as read: codes and stamps one per point, or one for all."""
 
@@ -331,8 +341,9 @@ class Stored(NamedTuple):
     extras: dict | None
 
     @classmethod
-    def of(cls, times, vals, codes, stamps, extras: str | None) -> Stored:
-        return cls(times, vals, codes, stamps, _load_extras(extras))
+    def of(cls, times: str, vals: str, codes, stamps, extras: str | None) -> Stored:
+        """From a row whose times and values came as JSON (`_AS_JSON`)."""
+        return cls(orjson.loads(times), _numbers(vals), codes, stamps, _load_extras(extras))
 
     def column(self, name: str) -> list[int]:
         """Codes or stamps, one per point."""
@@ -498,7 +509,7 @@ class ChunkWriter:
         obj, prop = label
         if not remove and _unchanged(stored, incoming):
             tally.unchanged += len(incoming)
-            kept.update([(obj, prop, t) for t in stored.times])
+            kept.update(zip(repeat(obj), repeat(prop), stored.times))
             return
         out, gone = _Columns(), _Columns()
         created = updated = unchanged = removed = 0
@@ -611,6 +622,13 @@ def _chunk_start(span: str, day: str) -> str:
     )
 
 
+def _as_json(row: str) -> str:
+    """SQL: a row's times and values as JSON text. psycopg2 parses a number array's text in Python
+    objects one by one; orjson reads the same numbers about five times faster (float8 prints
+    the shortest text that reads back exactly, as in the array's own text form)."""
+    return f"array_to_json({row}.times)::text, array_to_json({row}.vals)::text"
+
+
 def _expanded(row: str, column: str) -> str:
     """A row's codes or stamps with one per point (a row whose points share one stores it once)."""
     return (
@@ -652,8 +670,8 @@ touched AS (
     JOIN (SELECT n, date '1970-01-01' + d AS d FROM unnest(%(point_series)s::int[], %(point_days)s::int[]) AS x(n, d)) x
       ON x.n = s.n
 )"""
-_SENT_CHUNKS = """
-SELECT s.n, s.id, s.span, s.tenant_key, t.day, c.series_id IS NOT NULL, c.times, c.vals, c.codes, c.stamps,
+_SENT_CHUNKS = f"""
+SELECT s.n, s.id, s.span, s.tenant_key, t.day, c.series_id IS NOT NULL, {_as_json("c")}, c.codes, c.stamps,
        c.extras::text, NULL::int8
 FROM sent s JOIN touched t ON t.id = s.id
 LEFT JOIN series_chunks c ON c.tenant_key = t.tenant_key AND c.series_id = t.id AND c.day = t.day
@@ -833,11 +851,11 @@ _CHUNK_STATES = (
 WITH k AS (SELECT DISTINCT k.id, k.day FROM unnest(%(series)s::int[], %(days)s::date[]) AS k(id, day)),
 s AS (SELECT s.tenant_key, s.id, s.object_id, s.property, k.day
       FROM k JOIN series s ON s.tenant_key = {_TENANT_KEY} AND s.environment = %(environment)s AND s.id = k.id)
-SELECT s.tenant_key, s.object_id, s.property, s.id, s.day, NULL::int8, c.times, c.vals, c.codes, c.stamps,
+SELECT s.tenant_key, s.object_id, s.property, s.id, s.day, NULL::int8, {_as_json("c")}, c.codes, c.stamps,
        c.extras::text
 FROM s JOIN series_chunks c ON c.tenant_key = s.tenant_key AND c.series_id = s.id AND c.day = s.day
 UNION ALL
-SELECT s.tenant_key, s.object_id, s.property, s.id, s.day, v.superseded, v.times, v.vals, v.codes, v.stamps,
+SELECT s.tenant_key, s.object_id, s.property, s.id, s.day, v.superseded, {_as_json("v")}, v.codes, v.stamps,
        v.extras::text
 FROM s JOIN series_versions v ON v.tenant_key = s.tenant_key AND v.series_id = s.id AND v.day = s.day
 WHERE {{superseded}}
@@ -1038,7 +1056,7 @@ READ_NEWEST = _CHUNKS + "ORDER BY day DESC LIMIT %(limit)s"
 # As of an instant: of the chunks (days) in range that hold points now or held some then (the
 # newest `limit` of them, all with NULL), the current chunk and the archived points superseded
 # after the instant. Which of those were current at the instant, their stamps tell.
-READ_ASOF = """
+READ_ASOF = f"""
 WITH days AS (
     SELECT day FROM series_chunks
     WHERE tenant_key = %(tenant_key)s AND series_id = %(series_id)s AND day >= %(first)s AND day <= %(last)s
@@ -1048,10 +1066,10 @@ WITH days AS (
       AND superseded_at > %(asof)s
     ORDER BY day DESC LIMIT %(limit)s
 )
-SELECT c.day, NULL::int8, c.times, c.vals, c.codes, c.stamps, c.extras::text
+SELECT c.day, NULL::int8, {_as_json("c")}, c.codes, c.stamps, c.extras::text
 FROM days JOIN series_chunks c ON c.tenant_key = %(tenant_key)s AND c.series_id = %(series_id)s AND c.day = days.day
 UNION ALL
-SELECT v.day, v.superseded, v.times, v.vals, v.codes, v.stamps, v.extras::text
+SELECT v.day, v.superseded, {_as_json("v")}, v.codes, v.stamps, v.extras::text
 FROM days JOIN series_versions v
   ON v.tenant_key = %(tenant_key)s AND v.series_id = %(series_id)s AND v.day = days.day AND v.superseded_at > %(asof)s
 """
@@ -1082,7 +1100,7 @@ def _observation(t: int, value, code: int, extra: dict | None) -> dict:
     value_kind, kind, offset = _DECODED[code]
     point = {} if kind == T_OTHER else {"time": render_time(t, kind, offset)}
     if value_kind == V_FLOAT:
-        point["value"] = value
+        point["value"] = float(value)
     elif value_kind == V_INT:
         point["value"] = int(value)
     if extra:
@@ -1191,6 +1209,7 @@ class _Then:
             _, _, times, vals, codes, stamps, extras = rows[0]
             if self.at[stamps[0]] > self.asof:
                 return []
+            times, vals = orjson.loads(times), [float(v) if type(v) is int else v for v in _numbers(vals)]
             lo = 0 if lo_us is None else bisect_left(times, lo_us)
             hi = len(times) if hi_us is None else bisect_right(times, hi_us)
             return observations(times, vals, codes, extras, lo, hi) if lo < hi else []
