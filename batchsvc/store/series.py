@@ -960,7 +960,9 @@ def undo_items(cursor, scope: dict, stamp: int, entries: dict) -> list[DataItem]
             pending.append((obj, prop, t, ident, day, code, extra, change, current.get(t), t in before, later))
     batches = batches_of(cursor, scope, stamps_seen)
     items = []
-    for obj, prop, t, ident, day, code, extra, change, made, kept_before, later in pending:
+    for obj, prop, t, ident, day, code, extra, change, made, kept_before, later in sorted(
+        pending, key=itemgetter(0, 1, 2)
+    ):
         current_by = batches[made][0] if made is not None and made in batches else None
         items.append(
             DataItem(
@@ -974,7 +976,6 @@ def undo_items(cursor, scope: dict, stamp: int, entries: dict) -> list[DataItem]
                 later=tuple(dict.fromkeys(batches[s][0] for s in later if s in batches)),
             )
         )
-    items.sort(key=lambda item: (item.label.rsplit(":", 1)[0], item.key.t))
     return items
 
 
