@@ -516,17 +516,24 @@ class ChunkWriter:
         s_times, s_vals, fields = stored.times, stored.vals, stored.extras
         s_codes, s_stamps = stored.column("codes"), stored.column("stamps")
         dropping = replace or bool(remove)
-        n, i = len(s_times), 0
-        for t, code, value, extra in incoming:
-            while i < n and s_times[i] < t:
-                old_extra = fields.get(str(s_times[i])) if fields else None
-                if dropping and (replace or s_times[i] in remove):
+        i = 0
+
+        def passed(upto: int) -> None:
+            """The stored points from i to `upto` (no incoming point at their times): kept, or removed."""
+            nonlocal i, removed
+            for j in range(i, upto):
+                t = s_times[j]
+                point = (t, s_vals[j], s_codes[j], s_stamps[j], fields.get(str(t)) if fields else None)
+                if dropping and (replace or t in remove):
                     removed += 1
-                    gone.add(s_times[i], s_vals[i], s_codes[i], s_stamps[i], old_extra)
+                    gone.add(*point)
                 else:
-                    out.add(s_times[i], s_vals[i], s_codes[i], s_stamps[i], old_extra)
-                i += 1
-            if i < n and s_times[i] == t:
+                    out.add(*point)
+            i = upto
+
+        for t, code, value, extra in incoming:
+            passed(bisect_left(s_times, t, lo=i))
+            if i < len(s_times) and s_times[i] == t:
                 old_extra = fields.get(str(t)) if fields else None
                 if s_codes[i] == code and _same_value(s_vals[i], value) and _same_extra(old_extra, extra):
                     unchanged += 1
@@ -540,14 +547,7 @@ class ChunkWriter:
             else:
                 created += 1
                 out.add(t, value, code, stamp, extra)
-        while i < n:
-            old_extra = fields.get(str(s_times[i])) if fields else None
-            if dropping and (replace or s_times[i] in remove):
-                removed += 1
-                gone.add(s_times[i], s_vals[i], s_codes[i], s_stamps[i], old_extra)
-            else:
-                out.add(s_times[i], s_vals[i], s_codes[i], s_stamps[i], old_extra)
-            i += 1
+        passed(len(s_times))
         tally.created += created
         tally.updated += updated
         tally.unchanged += unchanged
