@@ -121,22 +121,24 @@ def revoke_apikey(keyid):
 
 @click.group("history", cls=AppGroup)
 def history_commands():
-    """Object history: retention."""
+    """History of objects and data: retention."""
 
 
 @history_commands.command("prune")
 @click.option("--before", required=True, help="ISO-8601 date or date-time: drop history superseded before it")
 def prune_history(before):
-    """Drop object versions superseded before --before, and change logs of older batches, in every
-    tenant and environment. Current objects are never touched; as-of reads before that date may
-    answer 410 afterwards, and older batches can no longer be rolled back."""
+    """Drop object versions and data corrections superseded before --before, and change logs of
+    older batches, in every tenant and environment. Current objects and data are never touched;
+    as-of reads before that date may answer 410 afterwards, and older batches can no longer be
+    rolled back."""
     try:
         cutoff = history.parse_prune_date(before)
     except DomainError as exc:
         raise click.ClickException(exc.message) from None
     pruned = _services().store.prune_history(cutoff)
     click.echo(
-        f"pruned {pruned['versions']} object versions and {pruned['changeLogs']} batch change logs "
+        f"pruned {pruned['versions']} object versions, {pruned['dataVersions']} curve, matrix and event states, "
+        f"{pruned['seriesVersions']} chunks of corrected observations and {pruned['changeLogs']} batch change logs "
         f"superseded before {cutoff.isoformat()}",
         err=True,
     )

@@ -329,7 +329,10 @@ def test_a_later_change_is_a_409_and_force_rolls_back_the_rest(client):
     before = everything(client)
 
     body = assert_error(rollback(client, "first"), 409)
-    assert body["errors"] == {"items": {"A": {"reason": "changed since", "batches": ["second", "third"]}}, "count": 1}
+    assert body["errors"] == {
+        "items": {"A": {"kind": "objects", "reason": "changed since", "batches": ["second", "third"]}},
+        "count": 1,
+    }
     assert "nothing was rolled back" in body["message"]
     assert everything(client) == before
     assert "rolledBackBy" not in get(client, "/api/batch/v1/first")
@@ -361,7 +364,7 @@ def test_conflicts_list_at_most_100_items(client):
     post(client, [{"_id": f"O{i:03d}", "v": 1} for i in range(150)], "over")
     body = assert_error(rollback(client, "wide"), 409)
     assert body["errors"]["count"] == 150 and len(body["errors"]["items"]) == 100
-    assert body["errors"]["items"]["O000"] == {"reason": "changed since", "batches": ["over"]}
+    assert body["errors"]["items"]["O000"] == {"kind": "objects", "reason": "changed since", "batches": ["over"]}
 
 
 def test_a_rollback_of_a_rollback_reapplies_the_batch(client):
@@ -443,6 +446,23 @@ def test_rollback_rights_and_bad_input_change_nothing(client, db_url):
     assert_error(client.get("/api/object/v1/private/W", headers=auth()), 404)
 
 
+def rollbacks_at_once(url: str, batch_id: str, headers: dict, count: int = 4) -> tuple[list, dict]:
+    """`count` rollbacks of one batch sent at the same moment to a live server: (the responses,
+    the summary of the one that applied). Exactly one applies; the others answer 409."""
+    start = threading.Barrier(count)
+
+    def run(_):
+        start.wait(timeout=30)
+        return requests.post(f"{url}/api/batch/v1/{batch_id}/rollback", headers=headers, timeout=60)
+
+    with ThreadPoolExecutor(count) as pool:
+        responses = list(pool.map(run, range(count)))
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [201] + [409] * (count - 1), [r.text for r in responses]
+    (applied,) = [r.json() for r in responses if r.status_code == 201]
+    return responses, applied
+
+
 def test_two_concurrent_rollbacks_of_one_batch_apply_once(db_url):
     tenant = "tenant-rollbacks"
     headers = {**auth(tenant=tenant), "Content-Type": "application/json"}
@@ -455,17 +475,7 @@ def test_two_concurrent_rollbacks_of_one_batch_apply_once(db_url):
             body = orjson.dumps({"_id": batch_id, "elements": elements})
             assert requests.post(url + "/api/batch/v1", data=body, headers=headers, timeout=60).status_code == 201
         archived = db_rows(db_url, "SELECT count(*) FROM object_versions WHERE tenant = %s", (tenant,))[0][0]
-        start = threading.Barrier(4)
-
-        def run(_):
-            start.wait(timeout=30)
-            return requests.post(url + "/api/batch/v1/change/rollback", headers=headers, timeout=60)
-
-        with ThreadPoolExecutor(4) as pool:
-            responses = list(pool.map(run, range(4)))
-        codes = sorted(r.status_code for r in responses)
-        assert codes == [201, 409, 409, 409], [r.text for r in responses]
-        (applied,) = [r.json() for r in responses if r.status_code == 201]
+        responses, applied = rollbacks_at_once(url, "change", headers)
         for refused in (r for r in responses if r.status_code == 409):
             assert refused.json()["message"] == f"batch 'change' was already rolled back by batch '{applied['_id']}'"
         assert applied["counts"]["objects"] == {**EMPTY, "updated": 100, "removed": 100}
@@ -505,7 +515,7 @@ def test_prune_drops_old_versions_and_as_of_reads_before_it_answer_410(app, clie
 
     result = prune(app, s3["_timestamp"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"versions": 1, "changeLogs": 3}  # v1 (superseded at v2); p-0..p-2's logs
+    assert json.loads(result.stdout) == {"versions": 1, "dataVersions": 0, "seriesVersions": 0, "changeLogs": 3}
     assert obj(client, "P") == s3  # current state never touched
     assert obj(client, "P/2") == s2  # superseded at the prune date: kept
     assert_error(client.get("/api/object/v1/private/P/1", headers=auth()), 410)

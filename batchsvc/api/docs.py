@@ -398,11 +398,13 @@ OBJECT_DELETE = {
     },
 }
 ROLLBACK = {
-    "description": "Every object the batch changed returns to its state before the batch; objects it created "
-    "are removed. A rollback is a batch of its own (`service: rollback`, `rollbackOf`); the undone summary gains "
-    "`rolledBackBy`. Batch.admin, or the writer who submitted the batch. If later batches changed any of those "
-    "objects, nothing is changed and the answer is 409 listing them (at most 100) with the batches that did; "
-    "`_force=true` rolls back the rest and reports those as failures. A rollback can itself be rolled back.",
+    "description": "Every object, observation, curve date, matrix and event the batch changed returns to its "
+    "state before the batch; what it created is removed, what it removed comes back. A rollback is a batch of "
+    "its own (`service: rollback`, `rollbackOf`, `counts`); the undone summary gains `rolledBackBy`. Batch.admin, "
+    "or the writer who submitted the batch. If later batches changed any of those items, nothing is changed and "
+    "the answer is 409 listing them (at most 100: `errors.items` = {item: {kind, reason, batches}}, items named "
+    "as the read routes name them) with the batches that did; `_force=true` rolls back the rest and reports "
+    "those as failures. A rollback can itself be rolled back.",
     "parameters": [
         ENVIRONMENT,
         {"in": "query", "name": "_force", "schema": {"type": "boolean"}, "description": "roll back the rest"},
@@ -413,7 +415,7 @@ ROLLBACK = {
             "description": "Rolled back: the rollback's summary",
             "headers": {
                 "Location": {"required": True, "schema": {"type": "string"}, "description": "the summary's URL"},
-                "x-odsl-failures": {"schema": {"type": "integer"}, "description": "objects not rolled back"},
+                "x-odsl-failures": {"schema": {"type": "integer"}, "description": "items not rolled back"},
             },
         },
         "400": _error("Invalid parameters"),

@@ -54,7 +54,8 @@ class DataItem:
 
     `key` is the store's own name of the item (handed back with the action to take); `label`
     is how people name it (OBJ:PROP:TIME for an observation, OBJ:PROP:DATE for a curve or a
-    matrix, OBJ:LIST:EVENTID for an event). `change` is what the batch did to it (created,
+    matrix, OBJ:LIST:EVENTID for an event); `object_id` the object it belongs to (which the
+    rollback locks). `change` is what the batch did to it (created,
     updated or removed, as core.history names them); `present` whether the item exists now;
     `current_by` the batch whose write is its current state (None when absent, or written
     before history was kept); `before` whether its state before the batch is kept; `later` the
@@ -63,6 +64,7 @@ class DataItem:
     kind: str
     key: object
     label: str
+    object_id: str
     change: str
     present: bool
     current_by: str | None

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Protocol
 
 from batchsvc.core.batches import CREATED, REJECTED, Outcome, run_transaction, utcnow
+from batchsvc.core.changes import DataChanges, DataItem
 from batchsvc.core.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
 from batchsvc.core.identity import BATCH_ID_PATTERN, MAX_TEXT_LENGTH, WRITE, Principal, is_public, visible
 from batchsvc.core.objects import render
@@ -197,7 +198,10 @@ class HistoryStore(Protocol):
 
     def lock_id(self, batch_id: str) -> None: ...
     def claim(self, batch_id: str): ...
-    def remove_data(self, object_ids: list[str], *, batch_id: str, now: datetime): ...
+    def remove_data(self, object_ids: list[str], *, batch_id: str, now: datetime) -> DataChanges: ...
+    def data_items(self, batch_id: str, log: dict) -> list[DataItem]: ...
+    def undo_data(self, actions: list[tuple[DataItem, str]], *, batch_id: str, now: datetime) -> DataChanges: ...
+    def data_writers(self, object_ids: list[str]) -> dict[str, set[str]]: ...
     def store_summary(self, doc: dict, *, finished: datetime, body_hash: str) -> None: ...
 
 
@@ -324,63 +328,88 @@ def rollback_batch(
             **dict.fromkeys(removed, WAS_REMOVED),
         }
         ids = sorted(changes)
-        if not principal.is_admin and any(is_public(ident) for ident in ids):
+        # The objects the batch's data belongs to are locked with its objects (in `_id` order),
+        # then the data is looked at again: what was found before the locks may have moved on.
+        items = store.data_items(batch_id, log)
+        owners = sorted({item.object_id for item in items} - set(ids))
+        if not principal.is_admin and any(is_public(ident) for ident in [*ids, *owners]):
             raise Forbidden("only batch.admin may roll back changes of public objects (ids starting with '#')")
-        current = history.lock_current(ids)
+        current = history.lock_current(ids + owners)
+        if owners:
+            items = store.data_items(batch_id, log)
         before = history.states_before([i for i in ids if changes[i] != WAS_CREATED], batch_id)
         actions: dict[str, dict[str, int | None]] = {REMOVE: {}, RESTORE: {}, RECREATE: {}}
-        refused: dict[str, str] = {}
+        refused: dict[str, Refusal] = {}
         for ident in ids:
             action, why = undo(changes[ident], batch_id, current.get(ident), before.get(ident))
             if action is None:
-                refused[ident] = why
+                refused[ident] = Refusal(OBJECTS, why)
             else:
                 actions[action][ident] = before.get(ident)
+        # An object the batch created goes with all its data: not when another batch wrote some since.
+        writers = store.data_writers(sorted(actions[REMOVE]))
+        for ident, batches in sorted(writers.items()):
+            others = sorted(batches - {batch_id})
+            if others:
+                del actions[REMOVE][ident]
+                refused[ident] = Refusal(OBJECTS, "its data was changed since", tuple(others))
+        removing = set(actions[REMOVE])
+        undone: list[tuple[DataItem, str]] = []
+        for item in items:
+            if item.object_id in removing:
+                continue  # removed with its object
+            action, why = undo_item(item, batch_id)
+            if action is None:
+                refused[item.label] = Refusal(item.kind, why, item.later)
+            else:
+                undone.append((item, action))
         later = _later(history, batch_id, refused, current)
         if refused and not force:
             raise Conflict(
-                f"{_plural(len(refused), 'object')} that batch {batch_id!r} changed "
+                f"{_plural(len(refused), 'item')} that batch {batch_id!r} changed "
                 f"{'was' if len(refused) == 1 else 'were'} changed since (or {'its' if len(refused) == 1 else 'their'}"
                 " earlier state pruned): nothing was rolled back; _force=true rolls back the rest",
                 errors={"items": later, "count": len(refused)},
             )
         now = clock()
-        history.remove(sorted(actions[REMOVE]), now=now, by=batch.id)
-        store.remove_data(sorted(actions[REMOVE]), batch_id=batch.id, now=now)  # its data goes with it
+        data = store.remove_data(sorted(removing), batch_id=batch.id, now=now)  # with its objects
+        history.remove(sorted(removing), now=now, by=batch.id)
         history.restore(actions[RESTORE], now=now, by=batch.id)
         history.recreate(actions[RECREATE], now=now, by=batch.id)
+        data.add(store.undo_data(undone, batch_id=batch.id, now=now))
         history.log_changes(
             batch.id,
             OBJECTS,
             now,
             created=list(actions[RECREATE]),
             updated=list(actions[RESTORE]),
-            removed=list(actions[REMOVE]),
+            removed=list(removing),
         )
         builder = SummaryBuilder()
-        for ident, why in refused.items():
-            names = later.get(ident, {}).get("batches") or []
-            builder.fail(ident, why + (f" by batch {', '.join(names)}" if names else ""))
-        done = sorted({*actions[REMOVE], *actions[RESTORE], *actions[RECREATE]})
-        builder.public = any(is_public(ident) for ident in done)
+        for label, refusal in refused.items():
+            names = later.get(label, {}).get("batches") or []
+            builder.fail(label, refusal.reason + (f" by batch {', '.join(names)}" if names else ""))
+        done = sorted({*removing, *actions[RESTORE], *actions[RECREATE]})
+        builder.public = any(is_public(ident) for ident in done) or any(is_public(i.object_id) for i, _ in undone)
         doc = builder.render(
-            batch=HistoryBatch(batch.id, batch.service, batch.reason, size=len(ids)),
+            batch=HistoryBatch(batch.id, batch.service, batch.reason, size=len(ids) + len(items)),
             principal=principal,
             scope=store.scope,
             finished=now,
-            written=len(done),
+            written=len(done) + len(undone),
             atomic_abort=False,
             counts=change_counts(
                 objects={
                     "created": len(actions[RECREATE]),
                     "updated": len(actions[RESTORE]),
-                    "removed": len(actions[REMOVE]),
-                }
+                    "removed": len(removing),
+                },
+                data=data,
             ),
         )
         doc["rollbackOf"] = batch_id
-        doc["message"] = _rollback_message(batch_id, actions, refused)
-        applied = bool(done) or not refused
+        doc["message"] = _rollback_message(batch_id, actions, data, refused)
+        applied = bool(done or undone) or not refused
         if applied:
             history.mark_rolled_back(batch_id, batch.id)
         store.store_summary(doc, finished=now, body_hash=batch.body_hash)
@@ -391,17 +420,36 @@ def rollback_batch(
     )
 
 
-def _later(history: HistoryWrites, batch_id: str, refused: dict[str, str], current) -> dict[str, dict]:
-    """The refused items (the first MAX_LISTED_CONFLICTS by id) with the batches that changed them."""
+@dataclass(frozen=True)
+class Refusal:
+    """Why one item a batch changed cannot be undone: its kind, the reason, and (for data
+    items and objects refused for their data) the later batches already known."""
+
+    kind: str
+    reason: str
+    batches: tuple[str, ...] = ()
+
+
+def undo_item(item: DataItem, batch_id: str) -> tuple[str | None, str]:
+    """The conflict rule for a data item: as for objects, undone only while its current state is
+    the one the batch left (written by it, or still absent where it removed the item)."""
+    current = (None, item.current_by, None) if item.present else None
+    return undo(item.change, batch_id, current, 1 if item.before else None)
+
+
+def _later(history: HistoryWrites, batch_id: str, refused: dict[str, Refusal], current) -> dict[str, dict]:
+    """The refused items (the first MAX_LISTED_CONFLICTS by label) with the batches that changed them."""
     listed = sorted(refused)[:MAX_LISTED_CONFLICTS]
-    trails = history.trails(listed)
-    return {
-        ident: {
-            "reason": refused[ident],
-            "batches": later_batches(batch_id, trails.get(ident, []), _made_by(current.get(ident))),
-        }
-        for ident in listed
-    }
+    trails = history.trails([label for label in listed if refused[label].kind == OBJECTS])
+    out = {}
+    for label in listed:
+        refusal = refused[label]
+        if refusal.kind == OBJECTS and not refusal.batches:
+            names = later_batches(batch_id, trails.get(label, []), _made_by(current.get(label)))
+        else:
+            names = [name for name in refusal.batches if name != batch_id]
+        out[label] = {"kind": refusal.kind, "reason": refusal.reason, "batches": names}
+    return out
 
 
 def _made_by(current: tuple | None) -> str | None:
@@ -409,7 +457,15 @@ def _made_by(current: tuple | None) -> str | None:
     return None if current is None else current[2] or current[1]
 
 
-def _rollback_message(batch_id: str, actions: dict, refused: dict) -> str:
+_DATA_NAMES = {
+    "points": ("observation", "observations"),
+    "curves": ("curve date", "curve dates"),
+    "matrices": ("matrix", "matrices"),
+    "events": ("event", "events"),
+}
+
+
+def _rollback_message(batch_id: str, actions: dict, data: DataChanges, refused: dict) -> str:
     done = []
     if actions[RESTORE]:
         done.append(f"{_plural(len(actions[RESTORE]), 'object')} restored")
@@ -417,10 +473,14 @@ def _rollback_message(batch_id: str, actions: dict, refused: dict) -> str:
         done.append(f"{len(actions[REMOVE])} removed")
     if actions[RECREATE]:
         done.append(f"{len(actions[RECREATE])} brought back")
+    for kind, (one, many) in _DATA_NAMES.items():
+        tally = data.tallies[kind]
+        count = tally.created + tally.updated + tally.removed
+        if count:
+            done.append(f"{count} {one if count == 1 else many} undone")
     text = f"Rolled back batch {batch_id}: " + (", ".join(done) if done else "nothing to change")
     if refused:
-        total = len(refused) + sum(len(v) for v in actions.values())
-        text += f"; {len(refused)} of {total} objects could not be rolled back (changed since)"
+        text += f"; {_plural(len(refused), 'item')} could not be rolled back (changed since)"
     return text
 
 

@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 import orjson
 
-from batchsvc.core.changes import DataChanges
+from batchsvc.core.changes import DataChanges, DataItem
 from batchsvc.core.identity import Scope
 from batchsvc.core.objects import ObjectWrite
 from batchsvc.core.summaries import Claimed
@@ -260,3 +260,43 @@ class BatchStore:
     def remove_data(self, object_ids: list[str], *, batch_id: str, now: datetime) -> DataChanges:
         """Remove every data row of these objects (they are being removed), archived and logged."""
         return self.write_data(object_ids, {}, batch_id=batch_id, now=now)
+
+    # undoing a batch's data
+    def data_items(self, batch_id: str, log: dict[str, tuple[list[str], list[str], list[str]]]) -> list[DataItem]:
+        """Every data item batch `batch_id` changed, as it is now (from its change log `log`)."""
+        stamp = stamps.stamp_of(self._cursor, self._scope, batch_id)
+        if stamp is None:
+            return []
+        items = []
+        for module, kinds in _DATA_MODULES:
+            entries = {kind: log[kind] for kind in kinds if kind in log}
+            if entries:
+                items += module.undo_items(self._cursor, self._scope, stamp, entries)
+        return items
+
+    def undo_data(self, actions: list[tuple[DataItem, str]], *, batch_id: str, now: datetime) -> DataChanges:
+        """Put the items back as they were before the batch being undone (REMOVE, RESTORE, RECREATE)."""
+        changes = DataChanges()
+        if not actions:
+            return changes
+        stamp = self.stamp(batch_id, now)
+        for module, kinds in _DATA_MODULES:
+            mine = [(item, action) for item, action in actions if item.kind in kinds]
+            if mine:
+                changes.add(module.apply_undo(self._cursor, self._scope, mine, stamp=stamp, log=self.log))
+        return changes
+
+    def data_writers(self, object_ids: list[str]) -> dict[str, set[str]]:
+        """The batches whose writes the current data of these objects is (object id -> batch ids)."""
+        if not object_ids:
+            return {}
+        found: dict[str, set[int]] = {}
+        for module, _ in _DATA_MODULES:
+            for ident, marks in module.data_writers(self._cursor, self._scope, object_ids).items():
+                found.setdefault(ident, set()).update(marks)
+        names = stamps.batches_of(self._cursor, self._scope, {mark for marks in found.values() for mark in marks})
+        return {ident: {names[mark][0] for mark in marks if mark in names} for ident, marks in found.items()}
+
+
+# The data kinds and the module that stores each (the same functions in each).
+_DATA_MODULES = ((series, ("points",)), (datarows, ("curves", "matrices", "events")))

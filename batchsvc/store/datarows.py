@@ -98,3 +98,19 @@ def _upsert_rows(cursor: TransactionCursor, scope: dict, sql: str, rows: list[tu
     if len(columns) == 5:
         params["times"] = text_array([instant.isoformat() for instant in columns[3]])
     cursor.defer(sql, params)
+
+
+# --- undoing a batch (SPEC §12) ------------------------------------------------------------------
+# Not yet kept: the history of this data arrives with its own change (stubs until then).
+
+
+def undo_items(cursor, scope: dict, stamp: int, entries: dict) -> list:
+    return []
+
+
+def apply_undo(cursor, scope: dict, actions: list, *, stamp: Stamp, log: DataLog) -> DataChanges:
+    return DataChanges()
+
+
+def data_writers(cursor, scope: dict, object_ids: list[str]) -> dict[str, set[int]]:
+    return {}

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from batchsvc.core.identity import Scope
 from batchsvc.models import HistoryWatermark, ObjectVersion, StoredObject
+from batchsvc.store.stamps import DataLog
 from batchsvc.store.transaction import TransactionCursor, int_array, text_array
 
 # --- Reads, on the request's session ----------------------------------------------------------
@@ -196,24 +197,9 @@ class HistoryWrites:
     def log_changes(
         self, batch_id: str, kind: str, now: datetime, *, created: list[str], updated: list[str], removed: list[str]
     ) -> None:
-        if not (created or updated or removed):
-            return
-        self._cursor.defer(
-            """INSERT INTO batch_changes (tenant, environment, batch, kind, timestamp, created, updated, removed)
-            VALUES (%(tenant)s, %(environment)s, %(batch)s, %(kind)s, %(now)s,
-                    %(created)s::text[], %(updated)s::text[], %(removed)s::text[])
-            ON CONFLICT (tenant, environment, batch, kind) DO UPDATE SET timestamp = excluded.timestamp,
-                created = excluded.created, updated = excluded.updated, removed = excluded.removed""",
-            {
-                **self._scope,
-                "batch": batch_id,
-                "kind": kind,
-                "now": now,
-                "created": text_array(sorted(created)),
-                "updated": text_array(sorted(updated)),
-                "removed": text_array(sorted(removed)),
-            },
-        )
+        log = DataLog()
+        log.add(kind, created=created, updated=updated, removed=removed)
+        log.flush(self._cursor, self._scope, batch_id, now)
 
     def pruned_before(self) -> datetime | None:
         rows = self._rows(
@@ -312,24 +298,40 @@ class HistoryWrites:
 # --- Retention -----------------------------------------------------------------------------------
 
 
+# Where each archive's rows name their tenant and environment (series versions by their series).
+_PRUNED_PLACES = """
+SELECT tenant, environment FROM object_versions WHERE valid_to < :before
+UNION SELECT tenant, environment FROM data_versions WHERE superseded_at < :before
+UNION SELECT t.tenant, s.environment FROM series_versions v
+      JOIN series s ON s.tenant_key = v.tenant_key AND s.id = v.series_id
+      JOIN tenants t ON t.key = v.tenant_key
+      WHERE v.superseded_at < :before
+UNION SELECT tenant, environment FROM batch_changes WHERE timestamp < :before
+"""
+
+
 def prune(session: Session, before: datetime) -> dict[str, int]:
-    """Drop archived versions superseded before `before` and change logs of batches older than it,
-    in every tenant and environment; raise each affected environment's watermark. One transaction."""
+    """Drop archived states (objects, observations, curves, matrices, events) superseded before
+    `before`, and the change logs and stamps of batches older than it, in every tenant and
+    environment; raise each affected environment's watermark. One transaction.
+
+    Current states are never touched: data written by a pruned batch keeps its stamp, which
+    as-of reads then take as "before the watermark" (which it is)."""
     params = {"before": before}
     with session.begin():
         session.execute(
             text(
-                """
+                f"""
 INSERT INTO history_watermarks AS h (tenant, environment, pruned_before)
-SELECT tenant, environment, :before FROM (
-    SELECT tenant, environment FROM object_versions WHERE valid_to < :before
-    UNION SELECT tenant, environment FROM batch_changes WHERE timestamp < :before
-) AS pruned
+SELECT tenant, environment, :before FROM ({_PRUNED_PLACES}) AS pruned
 ON CONFLICT (tenant, environment) DO UPDATE SET pruned_before = GREATEST(h.pruned_before, excluded.pruned_before)
 """
             ),
             params,
         )
         versions = session.execute(text("DELETE FROM object_versions WHERE valid_to < :before"), params).rowcount
+        data = session.execute(text("DELETE FROM data_versions WHERE superseded_at < :before"), params).rowcount
+        points = session.execute(text("DELETE FROM series_versions WHERE superseded_at < :before"), params).rowcount
         logs = session.execute(text("DELETE FROM batch_changes WHERE timestamp < :before"), params).rowcount
-    return {"versions": versions, "changeLogs": logs}
+        session.execute(text("DELETE FROM batch_stamps WHERE at < :before"), params)
+    return {"versions": versions, "dataVersions": data, "seriesVersions": points, "changeLogs": logs}

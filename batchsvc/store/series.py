@@ -969,6 +969,7 @@ def undo_items(cursor, scope: dict, stamp: int, entries: dict) -> list[DataItem]
                 kind="points",
                 key=PointKey(ident, day, t, stamp),
                 label=f"{obj}:{prop}:{_time_text(t, code, extra)}",
+                object_id=obj,
                 change=change,
                 present=made is not None,
                 current_by=current_by,

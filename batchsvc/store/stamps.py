@@ -73,7 +73,8 @@ def batches_of(cursor, scope: dict, stamps: Iterable[int]) -> dict[int, tuple[st
 
 @dataclass
 class DataLog:
-    """The data keys one transaction created, updated and removed, per kind, until it is written."""
+    """The keys one transaction created, updated and removed, per kind, until it is written
+    (one `batch_changes` row per kind)."""
 
     kinds: dict[str, tuple[set[str], set[str], set[str]]] = field(default_factory=dict)
 
