@@ -53,7 +53,6 @@ import json
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from itertools import repeat
 from math import copysign
 from operator import itemgetter, sub
 from typing import NamedTuple
@@ -505,12 +504,12 @@ class ChunkWriter:
                 tally.created += len(times)
                 self.logged.append(chunk_key(series_id, first_day))
             return
-        kept = self.changes.kept["points"]
         obj, prop = label
         if not remove and _unchanged(stored, incoming):
             tally.unchanged += len(incoming)
-            kept.update(zip(repeat(obj), repeat(prop), stored.times))
+            self.changes.keep("points", obj, prop, stored.times)
             return
+        kept = self.changes.kept["points"].setdefault((obj, prop), set())
         out, gone = _Columns(), _Columns()
         created = updated = unchanged = removed = 0
         s_times, s_vals, fields = stored.times, stored.vals, stored.extras
@@ -537,7 +536,7 @@ class ChunkWriter:
                 old_extra = fields.get(str(t)) if fields else None
                 if s_codes[i] == code and _same_value(s_vals[i], value) and _same_extra(old_extra, extra):
                     unchanged += 1
-                    kept.add((obj, prop, t))
+                    kept.add(t)
                     out.add(t, s_vals[i], code, s_stamps[i], old_extra)
                 else:
                     updated += 1
