@@ -16,6 +16,11 @@ What is measured, in one run and one database (`batchsvc_bench`, or BATCHSVC_BEN
            stored chunks are the same tuples afterwards (none read into a new version)
   reads    through the API: one day of the 3-year series; a year of a 10-year daily series;
            last(1) of the 3-year series
+  history  what keeping history costs, in turns over HISTORY_ROUNDS days of another 100 series:
+           a new day (100 x 288 points), the same day re-sent unchanged, the day re-sent with
+           10 points corrected (one in each of 10 series), and those 10 corrected points alone;
+           median latency and CPU per batch of each beside the new day's, and what
+           series_versions holds afterwards (10 points per correcting batch, nothing else)
   curves, events   batches of 100 curves (24 contracts) and of 100 objects x 10 events, reported
 
 Values are prices with two decimals (a random walk), not small integers, so that compression
@@ -47,6 +52,7 @@ SERIES, POINTS_PER_DAY, DAYS = 100, 288, 20
 FIRST_DAY = date(2024, 1, 1)
 STEP = timedelta(minutes=5)
 LONG_YEARS, GROWTH_ROUNDS, READ_ROUNDS = 3, 20, 30
+HISTORY_ROUNDS, CORRECTED = 10, 10
 TIMEOUT = 300.0
 
 TARGET_INGEST_RATIO = 0.5  # service points/s vs the COPY floor
@@ -340,6 +346,91 @@ def run_growth(server: Gunicorn, db_url: str) -> dict:
     return result
 
 
+def history_rows(db_url: str) -> tuple[int, int, int]:
+    """(rows, archived points, bytes with indexes and TOAST) of series_versions."""
+    connection = connect(db_url, autocommit=True)
+    try:
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT count(*), coalesce(sum(cardinality(times)), 0), pg_total_relation_size('series_versions') "
+                "FROM series_versions"
+            )
+            rows, points, size = cur.fetchone()
+            return rows, int(points), size
+    finally:
+        connection.close()
+
+
+HISTORY_KINDS = ("new day", "unchanged re-send", "re-send, 10 corrected", "10 corrected alone")
+
+
+def run_history(server: Gunicorn, db_url: str) -> dict:
+    """New data against unchanged and correcting re-sends of it, in turns, one day a round."""
+    values = day_values(HISTORY_ROUNDS + 1, seed=19)
+    rng = random.Random(23)
+    latencies: dict[str, list[float]] = {kind: [] for kind in HISTORY_KINDS}
+    cpu = {kind: [0.0, 0.0] for kind in HISTORY_KINDS}
+    workers = server.worker_pids()
+    with requests.Session() as session:
+        post(session, server.url, day_body(0, values[0], "HIST"))  # the series exist: each round appends
+        start_rows = history_rows(db_url)
+        backends = backend_pids(db_url)
+        for day in range(1, HISTORY_ROUNDS + 1):
+            corrected = [list(series_values) for series_values in values[day]]
+            moved = []
+            for s in range(CORRECTED):
+                m = rng.randrange(POINTS_PER_DAY)
+                corrected[s][m] = round(corrected[s][m] + 0.01, 2)
+                moved.append((s, m))
+            times = five_minute_times(FIRST_DAY + timedelta(days=day))
+            alone = orjson.dumps({
+                "elements": [series_element(f"HIST.{s:04d}", [times[m]], [round(corrected[s][m] + 0.01, 2)])
+                             for s, m in moved]
+            })  # fmt: skip
+            bodies = {
+                "new day": day_body(day, values[day], "HIST"),
+                "unchanged re-send": day_body(day, values[day], "HIST"),
+                "re-send, 10 corrected": day_body(day, corrected, "HIST"),
+                "10 corrected alone": alone,
+            }
+            for kind in HISTORY_KINDS:
+                before = (cpu_seconds(workers), cpu_seconds(backends))
+                latencies[kind].append(post(session, server.url, bodies[kind]) * 1000)
+                cpu[kind][0] += cpu_seconds(workers) - before[0]
+                cpu[kind][1] += cpu_seconds(backends) - before[1]
+    rows, points, size = history_rows(db_url)
+    new_ms = statistics.median(latencies["new day"])
+    result = {
+        "rounds": HISTORY_ROUNDS,
+        "batches": {
+            kind: {
+                "median_ms": statistics.median(latencies[kind]),
+                "ms": latencies[kind],
+                "ratio_to_new": statistics.median(latencies[kind]) / new_ms,
+                "worker_cpu_ms": cpu[kind][0] / HISTORY_ROUNDS * 1000,
+                "database_cpu_ms": cpu[kind][1] / HISTORY_ROUNDS * 1000,
+            }
+            for kind in HISTORY_KINDS
+        },
+        "archived_rows": rows - start_rows[0],
+        "archived_points": points - start_rows[1],
+        "archived_bytes": size - start_rows[2],
+        "expected_points": 2 * CORRECTED * HISTORY_ROUNDS,  # each correction batch replaces 10 points
+    }
+    result["history_as_changes"] = result["archived_points"] == result["expected_points"]
+    for kind in HISTORY_KINDS:
+        figures = result["batches"][kind]
+        log(
+            f"history, {kind}: {figures['median_ms']:.1f} ms ({figures['ratio_to_new']:.2f}x the new day); CPU per batch "
+            f"workers {figures['worker_cpu_ms']:.0f} ms, PostgreSQL {figures['database_cpu_ms']:.0f} ms"
+        )
+    log(
+        f"history stored: {result['archived_rows']} rows, {result['archived_points']} points "
+        f"(expected {result['expected_points']}), {result['archived_bytes']:,} bytes"
+    )
+    return result
+
+
 def timed_get(session: requests.Session, url: str, params: dict, expect: int) -> float:
     start = time.perf_counter()
     response = session.get(url, params=params, headers=headers(), timeout=TIMEOUT)
@@ -449,6 +540,7 @@ def run_series(db_url: str, service_env: dict) -> dict:
         log(f"storage: {stored['bytes_per_point']:.1f} bytes/point ({stored['chunk_rows']:,} chunks)")
         growth = run_growth(server, db_url)
         reads = run_reads(server)
+        history = run_history(server, db_url)
         other = run_other_data(server)
     return {
         "floor": floor,
@@ -456,6 +548,7 @@ def run_series(db_url: str, service_env: dict) -> dict:
         "storage": stored,
         "growth": growth,
         "reads": reads,
+        "history": history,
         **other,
     }
 
@@ -503,6 +596,24 @@ def rows_and_checks(result: dict) -> tuple[list[tuple], list[dict]]:
             f"read {name}", f"{median:.1f} ms (p95 {reads[name]['p95_ms']:.1f})", "", "",
             f"<= {target:.0f} ms" if target else "", ("PASS" if ok else "FAIL") if target else "",
         ))  # fmt: skip
+    history = result["history"]
+    new = history["batches"]["new day"]
+    for kind in HISTORY_KINDS:
+        figures = history["batches"][kind]
+        rows.append((
+            f"history: {kind}" + (" (100 x 288 points)" if kind == "new day" else ""),
+            f"{figures['median_ms']:.1f} ms (CPU {figures['worker_cpu_ms']:.0f} + {figures['database_cpu_ms']:.0f} ms)",
+            "" if kind == "new day" else f"{new['median_ms']:.1f} ms (new day)",
+            f"{figures['ratio_to_new']:.2f}x", "", "",
+        ))  # fmt: skip
+    ok = history["history_as_changes"]
+    checks.append(check("history points archived per corrected point", history["archived_points"] /
+                        max(1, history["expected_points"]), 1.0, ok))  # fmt: skip
+    rows.append((
+        "history stored", f"{history['archived_points']} points in {history['archived_rows']} rows",
+        f"{history['expected_points']} points corrected", "", "= corrected points, 0 for re-sends and appends",
+        "PASS" if ok else "FAIL",
+    ))  # fmt: skip
     rows.append((
         "curves (24 contracts), 100 a batch", f"{result['curves_per_s']:,.0f} curves/s",
         f"{result['contracts_per_s']:,.0f} contracts/s", "", "", "",

@@ -225,7 +225,7 @@ class FakeStore:
                     tally.created += 1
                 elif old[key] == table[key]:
                     tally.unchanged += 1
-                    changes.kept[kind].add((key[0], key[1], micros(key[2]) if kind == "points" else key[2]))
+                    changes.keep(kind, key[0], key[1], [micros(key[2]) if kind == "points" else key[2]])
                 else:
                     tally.updated += 1
             tally.removed += len(old.keys() - table.keys())

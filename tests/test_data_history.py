@@ -3,7 +3,6 @@ archived, as-of reads of the data and event routes, and the store's undo of a ba
 
 from __future__ import annotations
 
-import inspect
 import json
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -402,13 +401,8 @@ def test_series_as_of_reaches_the_series_store(client, monkeypatch):
     assert asked[-1][-1] is None  # no _asof: the current points
 
 
-@pytest.mark.skipif(
-    "asof" not in inspect.signature(series.read_points).parameters,
-    reason="needs store/series.py's as-of reads (read_points(asof=)), from the series history branch",
-)
-def test_series_as_of_needs_series_history(client):
-    """Runs once read_points takes `asof` (the series history helper's part): the route and core plumbing
-    are this module's; the observations as of an instant are series.py's."""
+def test_series_as_of_reads_the_points_as_they_were(client):
+    """The data route's `_asof` on a series (the points as of an instant are store/series.py's)."""
     series = {
         "_type": "VarTimeSeries",
         "data": [{"time": "2024-01-01", "value": 1}, {"time": "2024-01-02", "value": 2}],
@@ -574,7 +568,7 @@ def test_undo_finds_what_a_batch_changed_and_puts_the_earlier_states_back(databa
     )
     assert changes.tallies["curves"].as_dict() == {**EMPTY, "created": 1, "updated": 1}
     assert changes.tallies["matrices"].as_dict() == {**EMPTY, "unchanged": 1}
-    assert changes.kept["matrices"] == {("A", "VOLS", DAY1)}
+    assert changes.kept["matrices"] == {("A", "VOLS"): {DAY1}}
     assert set(log2) == {"curves", "events"}  # the unchanged matrix is no change of b-2's
 
     items = undo_items(database, s2, log2)

@@ -172,24 +172,30 @@ def test_corrections_inside_a_packed_day_merge_by_time(client, db_url):
 # --- _replace -------------------------------------------------------------------------------------------
 
 
-def test_series_replace_wipes_that_series_only_and_chooses_its_span_again(client, db_url):
+def test_series_replace_wipes_that_series_only_and_keeps_its_row(client, db_url):
     intraday = five_minute_day(date(2024, 1, 1), range(288)) + five_minute_day(date(2024, 1, 2), range(288))
     post(client, [{"_id": "R", "PRICE": series(intraday), "OTHER": series(intraday[:10])}])
     assert span_of(db_url, "R") == "D" and len(chunk_rows(db_url, "R")) == 2
+    ids = db_rows(db_url, "SELECT property, id FROM series WHERE object_id = 'R' ORDER BY 1")
 
     daily = [{"time": f"2024-02-{d:02d}", "value": d} for d in range(1, 11)]
     summary = post(client, [{"_id": "R", "PRICE": {**series(daily), "_replace": True}}])
     assert summary["summary"]["series"] == {f"2024-02-{d:02d}": ["R:PRICE"] for d in range(1, 11)}
+    assert summary["counts"]["points"] == {"created": 10, "updated": 0, "unchanged": 0, "removed": 576}
     assert points(client, "R:PRICE") == daily
-    assert span_of(db_url, "R") == "M" and [row[:2] for row in chunk_rows(db_url, "R")] == [(date(2024, 2, 1), 10)]
+    # the series keeps its row (its id, which its archived points carry, and its span)
+    assert span_of(db_url, "R") == "D" and [row[:2] for row in chunk_rows(db_url, "R")] == [
+        (date(2024, 2, d), 1) for d in range(1, 11)
+    ]
+    assert db_rows(db_url, "SELECT property, id FROM series WHERE object_id = 'R' ORDER BY 1") == ids
     assert points(client, "R:OTHER") == intraday[:10]
 
-    # a replaced object loses every series it had; one sent with it starts afresh
+    # a replaced object loses every series it had; one sent with it is written afresh
     post(client, [{"_id": "R", "_replace": True, "OTHER": series(intraday[:1])}])
-    assert span_of(db_url, "R") is None and chunk_rows(db_url, "R") == []
+    assert chunk_rows(db_url, "R") == []
     assert points(client, "R:OTHER") == intraday[:1]
     post(client, [{"_id": "R", "x": 1}], query="?_replace=true")
-    assert db_rows(db_url, "SELECT count(*) FROM series WHERE object_id = 'R'") == [(0,)]
+    assert db_rows(db_url, "SELECT count(*) FROM series WHERE object_id = 'R'") == [(2,)]
     assert db_rows(db_url, "SELECT count(*) FROM series_chunks") == [(0,)]
 
 

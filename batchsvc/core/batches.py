@@ -7,10 +7,11 @@ import random
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, tzinfo
+from datetime import UTC, date, datetime
 from typing import Protocol, TypeVar
 
 from batchsvc.core.changes import DataChanges
@@ -452,7 +453,7 @@ def _merge_stored_curves(store: BatchStore, writes: Writes, *, replaced: set[str
 
 def _record_data(builder: SummaryBuilder, writes: Writes, changes: DataChanges) -> None:
     """The summary's date maps: the dates of the data the batch changed (not what it left as stored)."""
-    keeping = {key[0] for kept in changes.kept.values() for key in kept}
+    keeping = {object_id for kept in changes.kept.values() for object_id, _ in kept}
     docs = {row.id: row.doc for row in writes.rows} if keeping else {}
     for object_id, data in writes.data.items():
         dates = set(data.dates) if object_id not in keeping else _changed_dates(object_id, data, docs, changes.kept)
@@ -460,21 +461,32 @@ def _record_data(builder: SummaryBuilder, writes: Writes, changes: DataChanges) 
             builder.touched(kind, day, f"{object_id}:{prop}")
 
 
-def _changed_dates(object_id: str, data: DataWrites, docs: dict, kept: dict[str, set]) -> set[tuple[str, str, str]]:
-    """(summary map, date, property) of the object's data items the store did not keep as they were."""
+def _changed_dates(object_id: str, data: DataWrites, docs: dict, kept: dict[str, dict]) -> set[tuple[str, str, str]]:
+    """(summary map, date, property) of the object's data items the store did not keep as they were.
+
+    A series sent exactly as stored (the common re-send) is left out whole, one comparison of
+    counts; only a series partly kept is looked at point by point."""
     dates = set()
-    zones: dict[str, tzinfo] = {}
-    for prop, instant in data.points:
-        if (object_id, prop, micros(instant)) not in kept["points"]:
-            if prop not in zones:
-                zones[prop] = series_zone(docs.get(object_id, {}).get(prop) or {})
-            dates.add(("series", instant.astimezone(zones[prop]).date().isoformat(), prop))
+    kept_points = kept["points"]
+    sent = Counter(prop for prop, _ in data.points)
+    partial = set()
+    for prop, count in sent.items():
+        same = len(kept_points.get((object_id, prop), ()))
+        if same == 0:
+            dates.update(date for date in data.dates if date[0] == "series" and date[2] == prop)
+        elif same < count:
+            partial.add(prop)
+    if partial:
+        zones = {prop: series_zone(docs.get(object_id, {}).get(prop) or {}) for prop in partial}
+        for prop, instant in data.points:
+            if prop in partial and micros(instant) not in kept_points[(object_id, prop)]:
+                dates.add(("series", instant.astimezone(zones[prop]).date().isoformat(), prop))
     for kind, rows, summary_map in (("curves", data.curves, "curves"), ("matrices", data.matrices, "matrix")):
-        dates.update(
-            (summary_map, day.isoformat(), prop) for prop, day in rows if (object_id, prop, day) not in kept[kind]
-        )
+        for prop, day in rows:
+            if day not in kept[kind].get((object_id, prop), ()):
+                dates.add((summary_map, day.isoformat(), prop))
     for (prop, ident), (_, event) in data.events.items():
-        if (object_id, prop, ident) not in kept["events"]:
+        if ident not in kept["events"].get((object_id, prop), ()):
             dates.add(("events", parse_time(event["eventtime"], "eventtime")[1], prop))
     return dates
 

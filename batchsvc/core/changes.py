@@ -8,6 +8,7 @@ events (`events`). A write reports only what it changed: an item written exactly
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 DATA_KINDS = ("points", "curves", "matrices", "events")
@@ -35,17 +36,22 @@ class Tally:
 @dataclass
 class DataChanges:
     """What one transaction did to data: a tally per kind, and the items it was sent but left
-    as stored (`kept`, per kind: (object id, property, key), the key an observation's time in
+    as stored (`kept`: kind -> (object id, property) -> keys, the key an observation's time in
     microseconds since 1970 UTC, a curve's or matrix's date, an event's id), which core leaves
     out of the summary's date maps."""
 
     tallies: dict[str, Tally] = field(default_factory=lambda: {kind: Tally() for kind in DATA_KINDS})
-    kept: dict[str, set[tuple]] = field(default_factory=lambda: {kind: set() for kind in DATA_KINDS})
+    kept: dict[str, dict[tuple[str, str], set]] = field(default_factory=lambda: {kind: {} for kind in DATA_KINDS})
+
+    def keep(self, kind: str, object_id: str, prop: str, keys: Iterable) -> None:
+        """Record items of one data property that were written exactly as stored."""
+        self.kept[kind].setdefault((object_id, prop), set()).update(keys)
 
     def add(self, other: DataChanges) -> None:
         for kind in DATA_KINDS:
             self.tallies[kind].add(other.tallies[kind])
-            self.kept[kind] |= other.kept[kind]
+            for (object_id, prop), keys in other.kept[kind].items():
+                self.keep(kind, object_id, prop, keys)
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,9 @@
 A row holds an item's current state and the stamp of the batch that wrote it (store/stamps.py).
 A write compares each item with the stored row: a new one is created, an equal one (a document
 equal as jsonb compares it, the rule objects follow; for an event also the same eventtime) is
-left alone — not rewritten, its stamp kept,
-reported in `DataChanges.kept` — and a different one is updated: its previous state goes to
-`data_versions` (kind, key text, `made` = its stamp, `superseded`/`superseded_at` = the writing
-stamp) and the row is rewritten with the new stamp. The rows of replaced objects (`wiped`) that
+left alone — not rewritten, its stamp kept, reported in `DataChanges.kept` — and a different
+one is updated: its previous state goes to `data_versions` (kind, key text, `made` = its stamp,
+`superseded`/`superseded_at` = the writing stamp) and the row is rewritten with the new stamp. The rows of replaced objects (`wiped`) that
 the batch does not send again are archived the same way and deleted (removed). So history grows
 with changes only: re-sending an unchanged curve writes no tuple and archives nothing.
 
@@ -275,7 +274,11 @@ def _apply(
     tally.updated += len(updated)
     tally.unchanged += len(kept)
     tally.removed += len(removed)
-    changes.kept[kind].update(kept)
+    by_property: dict[tuple[str, str], list] = {}
+    for object_id, prop, key in kept:
+        by_property.setdefault((object_id, prop), []).append(key)
+    for (object_id, prop), keys in by_property.items():
+        changes.keep(kind, object_id, prop, keys)
     if created or updated or removed:
         log.add(
             kind,

@@ -197,12 +197,10 @@ class Reader:
         asof: datetime | None = None,
     ) -> list[dict]:
         """Observations in time order, within [start, end), the newest `last` of them when given;
-        as the store knew them at `asof` when given."""
+        as the store knew them at instant `asof` when given."""
         scope = {"tenant": self.scope.tenant, "environment": self.scope.environment}
-        # Until series.read_points takes `asof` (store/series.py's history), only as-of reads pass it.
-        as_of = {} if asof is None else {"asof": asof}
         return series.read_points(
-            self.session.connection().connection, scope, object_id, prop, start=start, end=end, last=last, **as_of
+            self.session.connection().connection, scope, object_id, prop, start=start, end=end, last=last, asof=asof
         )
 
     def _states_at(self, model, kind: str, object_id: str, prop: str, instant: datetime, *, now: tuple, then: tuple):
