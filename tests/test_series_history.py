@@ -423,8 +423,6 @@ def test_asof_on_the_data_route(client, db_url):
     then = instant()
     post(client, [{"_id": "D", "PRICE": series(minutes(date(2025, 2, 1), [5.0, 2.0, 3.0]))}], "d-2")
     response = client.get("/api/data/v1/private/D:PRICE", query_string={"_asof": then.isoformat()}, headers=auth())
-    if response.status_code == 400 and "_asof" in response.get_data(as_text=True):
-        pytest.skip("the data route does not take _asof yet (core/data.py wires it)")
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json()["data"] == original
     assert read(client, "D:PRICE") == minutes(date(2025, 2, 1), [5.0, 2.0, 3.0])
