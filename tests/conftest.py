@@ -18,6 +18,8 @@ from support.scratch import connect, server_url
 
 from batchsvc import create_app
 from batchsvc.auth import mint_token
+from batchsvc.config import normalise_database_url
+from batchsvc.db import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-that-is-long-enough-for-hs256-keys"
@@ -52,6 +54,16 @@ def app(db_url):
 @pytest.fixture
 def client(app, db_url):
     yield app.test_client()
+    truncate(db_url)
+
+
+@pytest.fixture
+def database(db_url):
+    """A Database of the test database for store-level transactions (raw_transaction, BatchStore);
+    the tables are emptied afterwards."""
+    database = Database(lambda: normalise_database_url(db_url), pool_size=2)
+    yield database
+    database.dispose()
     truncate(db_url)
 
 

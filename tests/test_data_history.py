@@ -8,15 +8,12 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import quote
 
-import pytest
-from conftest import assert_error, auth, db_rows, truncate
+from conftest import assert_error, auth, db_rows
 
-from batchsvc.config import normalise_database_url
 from batchsvc.core.documents import same_json
 from batchsvc.core.history import RECREATE, REMOVE, RESTORE, WAS_CREATED, WAS_REMOVED, WAS_UPDATED
 from batchsvc.core.identity import Scope
 from batchsvc.core.typed import DataWrites
-from batchsvc.db import Database
 from batchsvc.store import datarows, series
 from batchsvc.store.batches import PREPARED, BatchStore
 from batchsvc.store.transaction import raw_transaction
@@ -492,14 +489,6 @@ SCOPE = Scope("t-undo", "e")
 SCOPE_PARAMS = {"tenant": SCOPE.tenant, "environment": SCOPE.environment}
 DAY1, DAY2 = date(2024, 3, 1), date(2024, 3, 2)
 T0 = datetime(2024, 3, 1, 12, tzinfo=UTC)
-
-
-@pytest.fixture
-def database(db_url):
-    database = Database(lambda: normalise_database_url(db_url), pool_size=2)
-    yield database
-    database.dispose()
-    truncate(db_url)
 
 
 def write(database, batch_id, writes, *, minutes, wiped=()):

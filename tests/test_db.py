@@ -6,12 +6,10 @@ from datetime import UTC, date, datetime
 
 import psycopg2
 import pytest
-from conftest import db_rows, truncate
+from conftest import db_rows
 
-from batchsvc.config import normalise_database_url
 from batchsvc.core.identity import Scope
 from batchsvc.core.typed import DataWrites
-from batchsvc.db import Database
 from batchsvc.store.batches import PREPARED, BatchStore
 from batchsvc.store.transaction import int_array, raw_transaction, text_array
 
@@ -30,14 +28,6 @@ AWKWARD = [
     "it's",
     "%s %(x)s",
 ]
-
-
-@pytest.fixture
-def database(db_url):
-    database = Database(lambda: normalise_database_url(db_url), pool_size=2)
-    yield database
-    database.dispose()
-    truncate(db_url)
 
 
 def test_array_literals_carry_any_string_unchanged(database):

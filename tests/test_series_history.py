@@ -13,14 +13,11 @@ import time
 from datetime import UTC, date, datetime, timedelta
 
 import orjson
-import pytest
 from conftest import auth, connect, db_rows
 
-from batchsvc.config import normalise_database_url
 from batchsvc.core.history import RECREATE, REMOVE, RESTORE, WAS_CREATED, WAS_REMOVED, WAS_UPDATED
 from batchsvc.core.identity import Scope
 from batchsvc.core.typed import DataWrites
-from batchsvc.db import Database
 from batchsvc.store import series as series_store
 from batchsvc.store import stamps
 from batchsvc.store.batches import PREPARED, BatchStore
@@ -104,14 +101,6 @@ def stamp_of(db_url, batch_id: str) -> int:
 
 def us(text: str) -> int:
     return (datetime.fromisoformat(text.replace("Z", "+00:00")) - EPOCH) // timedelta(microseconds=1)
-
-
-@pytest.fixture
-def database(client, db_url):
-    """A Database for store-level transactions (the client fixture truncates afterwards)."""
-    database = Database(lambda: normalise_database_url(db_url), pool_size=2)
-    yield database
-    database.dispose()
 
 
 # --- counts, and unchanged points store nothing ---------------------------------------------------------
