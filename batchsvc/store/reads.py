@@ -96,6 +96,20 @@ _DATA_SEARCH = (_DATA_ID, _ENTRY.c.value["name"].astext, _ENTRY.c.value["descrip
 _CONTRACT_OF_TENOR = cast(literal("$.contracts[*] ? (@.tenor == $tenor)"), JSONPATH)
 
 
+def _stamp_time(model, stamp):
+    """(the time of the batch whose stamp `stamp` is, as a column; a function that adds to a
+    select over `model` the join that column needs). A stamp with no time (0: written before
+    history was kept; or pruned) is from the beginning of time."""
+    made = aliased(BatchStamp)
+
+    def stamped(query):
+        return query.select_from(model).outerjoin(
+            made, and_(made.tenant == model.tenant, made.environment == model.environment, made.stamp == stamp)
+        )
+
+    return func.coalesce(made.at, _NEVER), stamped
+
+
 class Reader:
     """The stored records of one tenant and environment, read on the request's session."""
 
@@ -209,39 +223,19 @@ class Reader:
         clauses) pair, the item's key first): the current rows whose stamp's time is <= instant and
         the archived states made by then and superseded after it; where two states of a key
         qualify (clocks skewed), the one made latest."""
-        made = aliased(BatchStamp)
-        made_at = func.coalesce(made.at, _NEVER)
         columns, narrow = now
-        current = (
-            select(*columns, made_at.label("made_at"), model.stamp.label("made"))
-            .select_from(model)
-            .outerjoin(
-                made,
-                and_(made.tenant == model.tenant, made.environment == model.environment, made.stamp == model.stamp),
-            )
-            .where(*self._keyed(model, object_id, prop), made_at <= instant, *narrow)
+        made_at, stamped = _stamp_time(model, model.stamp)
+        current = stamped(select(*columns, made_at.label("made_at"), model.stamp.label("made"))).where(
+            *self._keyed(model, object_id, prop), made_at <= instant, *narrow
         )
-        was = aliased(BatchStamp)
-        was_at = func.coalesce(was.at, _NEVER)
         columns, narrow = then
-        archived = (
-            select(*columns, was_at.label("made_at"), DataVersion.made.label("made"))
-            .select_from(DataVersion)
-            .outerjoin(
-                was,
-                and_(
-                    was.tenant == DataVersion.tenant,
-                    was.environment == DataVersion.environment,
-                    was.stamp == DataVersion.made,
-                ),
-            )
-            .where(
-                *self._keyed(DataVersion, object_id, prop),
-                DataVersion.kind == kind,
-                was_at <= instant,
-                DataVersion.superseded_at > instant,
-                *narrow,
-            )
+        made_at, stamped = _stamp_time(DataVersion, DataVersion.made)
+        archived = stamped(select(*columns, made_at.label("made_at"), DataVersion.made.label("made"))).where(
+            *self._keyed(DataVersion, object_id, prop),
+            DataVersion.kind == kind,
+            made_at <= instant,
+            DataVersion.superseded_at > instant,
+            *narrow,
         )
         states = union_all(current, archived).subquery("states")
         key = states.c[0]
