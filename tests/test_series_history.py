@@ -95,8 +95,10 @@ def archived(db_url) -> list[tuple]:
     )
 
 
-def stamp_of(db_url, batch_id: str) -> int:
-    return db_rows(db_url, "SELECT stamp FROM batch_stamps WHERE batch = %s", (batch_id,))[0][0]
+def stamp_of(db_url, batch_id: str) -> int | None:
+    """The stamp batch `batch_id` wrote its data with (None: it changed no data)."""
+    rows = db_rows(db_url, "SELECT stamp FROM batch_stamps WHERE batch = %s", (batch_id,))
+    return rows[0][0] if rows else None
 
 
 def us(text: str) -> int:
@@ -172,6 +174,8 @@ def test_an_unchanged_resend_writes_no_tuple_and_appending_archives_nothing(clie
     assert chunks(db_url, "U") == before  # same tuples (ctid) written by the same transaction (xmin)
     assert db_rows(db_url, "SELECT count(*) FROM series_chunks") == count
     assert archived(db_url) == []
+    assert stamp_of(db_url, "u-2") is None  # a load that changed nothing leaves not even its stamp
+    assert db_rows(db_url, "SELECT count(*) FROM batch_changes WHERE batch = 'u-2'") == [(0,)]
 
     # a new day: its own chunk, nothing stored before rewritten or archived
     new_day = date(2024, 5, 4)

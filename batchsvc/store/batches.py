@@ -183,6 +183,8 @@ class BatchStore:
         return self._store(STORE_NEW_SUMMARY, doc, finished, body_hash)
 
     def _store(self, statement, doc: dict, finished: datetime, body_hash: str) -> bool:
+        if self._stamp is not None and not self.log:
+            stamps.release(self._cursor, self._scope, self._stamp)  # its data writes changed nothing
         self.log.flush(self._cursor, self._scope, doc["_id"], finished)
         self._cursor.run(statement, self._summary_row(doc, finished, body_hash))
         stored, counts = self._cursor.fetchone()

@@ -47,6 +47,15 @@ def allocate(cursor: TransactionCursor, scope: dict, batch_id: str, at: datetime
     return Stamp(cursor.fetchone()[0], batch_id, at)
 
 
+def release(cursor: TransactionCursor, scope: dict, stamp: Stamp) -> None:
+    """Give back the stamp of a transaction whose data writes changed nothing: a load that
+    changes nothing leaves no row behind (deferred)."""
+    cursor.defer(
+        "DELETE FROM batch_stamps WHERE tenant = %(tenant)s AND environment = %(environment)s AND stamp = %(stamp)s",
+        {**scope, "stamp": stamp.value},
+    )
+
+
 def stamp_of(cursor: TransactionCursor, scope: dict, batch_id: str) -> int | None:
     """The stamp batch `batch_id` wrote its data with, if it wrote any (and it was not pruned)."""
     cursor.execute(
@@ -85,6 +94,10 @@ class DataLog:
         entry[0].update(created)
         entry[1].update(updated)
         entry[2].update(removed)
+
+    def __bool__(self) -> bool:
+        """Whether anything was logged."""
+        return any(any(keys) for keys in self.kinds.values())
 
     def flush(self, cursor: TransactionCursor, scope: dict, batch_id: str, now: datetime) -> None:
         """Write the log (deferred: it travels with the next statement) and start afresh."""
