@@ -3,9 +3,11 @@ they were before the batch, under the same conflict rule as objects."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import orjson
 import requests
-from conftest import assert_error, auth, db_rows, start_live_server
+from conftest import assert_error, auth, db_rows, start_live_server, truncate
 from test_history import EMPTY, everything, get, obj, post, rollback, rollbacks_at_once
 
 
@@ -194,3 +196,55 @@ def test_two_concurrent_rollbacks_of_a_data_batch_apply_once(db_url):
             assert [(p["time"], p["value"]) for p in read["data"]] == day
     finally:
         server.stop()
+        truncate(db_url)
+
+
+def test_deleting_an_object_removes_its_data_and_rolling_the_delete_back_brings_both_back(client, db_url):
+    post(client, [{"_id": "S", "P": series(("2024-01-01", 1.0)), "L": [event("e1", "2024-01-01", 1)]}], "load")
+    before = reads(client)
+    deleted = client.delete("/api/object/v1/private/S", headers=auth())
+    assert deleted.status_code == 204
+    assert_error(client.get("/api/data/v1/private/S:P", headers=auth()), 404)
+    (summary,) = get(client, "/api/batch/v1?service=object")
+    assert summary["counts"]["objects"] == {**EMPTY, "removed": 1}
+    assert summary["counts"]["points"] == {**EMPTY, "removed": 1}
+    assert summary["counts"]["events"] == {**EMPTY, "removed": 1}
+    archived = db_rows(
+        db_url,
+        "SELECT (SELECT count(*) FROM series_versions v JOIN tenants t ON t.key = v.tenant_key WHERE t.tenant = %s),"
+        " (SELECT count(*) FROM data_versions WHERE tenant = %s)",
+        ("tenant-a", "tenant-a"),
+    )
+    assert archived == [(1, 1)]  # the removed observation and event are kept as history
+
+    assert rollback(client, summary["_id"]).status_code == 201
+    assert reads(client) == before
+
+
+def prune(app, before: str):
+    return app.test_cli_runner().invoke(args=["history", "prune", "--before", before])
+
+
+def test_prune_drops_data_corrections_before_the_date_and_as_of_reads_before_it_answer_410(app, client, db_url):
+    truncate(db_url)  # pruning is store-wide: only this test's history
+    paths = ("/api/data/v1/private/S:P", "/api/data/v1/private/S:C")
+    post(client, [{"_id": "S", "P": series(("2024-01-01", 1.0)), "C": curve("2024-01-02", ("M1", 1.0))}], "v1")
+    v2 = post(client, [{"_id": "S", "P": series(("2024-01-01", 2.0)), "C": curve("2024-01-02", ("M1", 2.0))}], "v2")
+    as_of_v2 = {path: get(client, path) for path in paths}
+    post(client, [{"_id": "S", "P": series(("2024-01-01", 3.0)), "C": curve("2024-01-02", ("M1", 3.0))}], "v3")
+    current = {path: get(client, path) for path in paths}
+    rows = "SELECT (SELECT count(*) FROM series_versions), (SELECT count(*) FROM data_versions)"
+    assert db_rows(db_url, rows) == [(2, 2)]
+
+    result = prune(app, v2["timestamp"])  # v1's values were superseded when v2 was written: before it
+    assert result.exit_code == 0, result.output
+    pruned = orjson.loads(result.stdout)
+    assert (pruned["seriesVersions"], pruned["dataVersions"]) == (1, 1)
+    assert db_rows(db_url, rows) == [(1, 1)]
+    assert {path: get(client, path) for path in paths} == current  # current data never touched
+    after = quote(v2["timestamp"], safe="")
+    for path in paths:
+        assert get(client, f"{path}?_asof={after}") == as_of_v2[path]  # still known
+        assert_error(client.get(f"{path}?_asof=2024-01-01", headers=auth()), 410, "pruned")
+    assert rollback(client, "v3").status_code == 201  # its change log and v2's values were kept
+    assert {path: get(client, path) for path in paths} == as_of_v2

@@ -523,9 +523,10 @@ def delete_object(
             raise NotFound(f"object {object_id!r} not found")
         version = found[0]
         now = clock()
+        data = None
         if version <= 1:
+            data = store.remove_data([object_id], batch_id=batch.id, now=now)
             history.remove([object_id], now=now, by=batch.id)
-            store.remove_data([object_id], batch_id=batch.id, now=now)
             counts, message = {"removed": 1}, f"Removed object {object_id}"
         else:
             seq = history.previous_version(object_id, version - 1)
@@ -550,7 +551,7 @@ def delete_object(
             finished=now,
             written=1,
             atomic_abort=False,
-            counts=change_counts(objects=counts),
+            counts=change_counts(objects=counts, data=data),
         )
         doc["message"] = message
         store.store_summary(doc, finished=now, body_hash=batch.body_hash)
