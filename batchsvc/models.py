@@ -172,7 +172,7 @@ class Series(Base):
     """A time series property of an object, named by a compact id that its chunks carry.
 
     `span` is how much time one chunk of it holds ('D' a UTC day, 'M' a month, 'Y' a year),
-    chosen from its points when it is first written (see store/series.py)."""
+    chosen from its points when it is first written (see store/series/)."""
 
     __tablename__ = "series"
 
@@ -192,7 +192,7 @@ class SeriesChunk(Base):
     `times` are microseconds since 1970-01-01 UTC, ascending; `vals` the numbers (NULL where an
     observation's value is not a float64); `codes` how each time was written and each value typed
     (one code when all share it); `extras` the rest of the observations that have more than a
-    time and a number, keyed by their time (store/series.py reads and writes this layout)."""
+    time and a number, keyed by their time (store/series/ reads and writes this layout)."""
 
     __tablename__ = "series_chunks"
 

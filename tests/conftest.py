@@ -24,7 +24,7 @@ from batchsvc.db import Database
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-that-is-long-enough-for-hs256-keys"
 # The stored series points as rows (object_id, property, time), read from the packed chunks
-# (batchsvc/store/series.py: times are microseconds since the Unix epoch): FROM {SERIES_POINTS}.
+# (batchsvc/store/series/: times are microseconds since the Unix epoch): FROM {SERIES_POINTS}.
 SERIES_POINTS = """(SELECT s.tenant_key, s.environment, s.object_id, s.property,
         timestamptz '1970-01-01 00:00:00+00' + t * interval '1 microsecond' AS time
     FROM series s JOIN series_chunks c ON c.tenant_key = s.tenant_key AND c.series_id = s.id,

@@ -399,7 +399,7 @@ def test_series_as_of_reaches_the_series_store(client, monkeypatch):
 
 
 def test_series_as_of_reads_the_points_as_they_were(client):
-    """The data route's `_asof` on a series (the points as of an instant are store/series.py's)."""
+    """The data route's `_asof` on a series (the points as of an instant are store/series's)."""
     series = {
         "_type": "VarTimeSeries",
         "data": [{"time": "2024-01-01", "value": 1}, {"time": "2024-01-02", "value": 2}],
