@@ -286,8 +286,8 @@ def rollback_batch(
 ) -> Outcome:
     """Undo what batch `batch_id` changed, as a batch of its own (service "rollback").
 
-    Every object the batch changed returns to its state before the batch; what it created is
-    removed, what it removed comes back. If a later batch has changed any of them since, nothing
+    Every object, observation, curve date, matrix and event the batch changed returns to its
+    state before the batch; what it created is removed, what it removed comes back. If a later batch has changed any of them since, nothing
     is changed (Conflict listing them) unless `force`, which undoes the rest and reports those
     as failures. The batch's summary is locked first, so concurrent rollbacks of one batch apply
     once; objects are locked in `_id` order like every batch's."""
