@@ -287,10 +287,11 @@ def rollback_batch(
     """Undo what batch `batch_id` changed, as a batch of its own (service "rollback").
 
     Every object, observation, curve date, matrix and event the batch changed returns to its
-    state before the batch; what it created is removed, what it removed comes back. If a later batch has changed any of them since, nothing
-    is changed (Conflict listing them) unless `force`, which undoes the rest and reports those
-    as failures. The batch's summary is locked first, so concurrent rollbacks of one batch apply
-    once; objects are locked in `_id` order like every batch's."""
+    state before the batch; what it created is removed, what it removed comes back. If a later
+    batch has changed any of them since, nothing is changed (Conflict listing them) unless
+    `force`, which undoes the rest and reports those as failures. The batch's summary is locked
+    first, so concurrent rollbacks of one batch apply once; objects (those changed, and those
+    whose data changed) are locked in `_id` order like every batch's."""
     principal.require(WRITE)
     if not _BATCH_ID.match(batch_id):
         raise NotFound(f"batch {batch_id[:128]!r} not found")
