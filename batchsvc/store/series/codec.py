@@ -5,14 +5,14 @@ from __future__ import annotations
 import calendar
 from bisect import bisect_left
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from operator import itemgetter, sub
 
 import orjson
 
+from batchsvc.core.times import micros
 from batchsvc.core.typed import DataWrites
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 US = timedelta(microseconds=1)
 SECOND_US = 1_000_000
@@ -135,7 +135,7 @@ def _timing(text, instant: datetime) -> tuple[int, int]:
 
     An observation handed over without a time (a positional series' value) gets its instant
     in the `...Z` form, so that it reads back with one."""
-    t = (instant - EPOCH) // US
+    t = micros(instant)
     if text is _ABSENT:
         return t, encode_code(0, T_Z)
     when, quarters = time_kind(text, t)
@@ -272,7 +272,3 @@ def _observation(t: int, value, code: int, extra: dict | None) -> dict:
     if extra:
         point.update(extra)
     return point
-
-
-def micros(moment: datetime) -> int:
-    return (moment - EPOCH) // US

@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import orjson
 
-from batchsvc.store.series.codec import DAY_US, EPOCH_ORDINAL, _observation, micros, observations, span_start
+from batchsvc.core.times import micros
+from batchsvc.store.series.codec import DAY_US, EPOCH_ORDINAL, _observation, observations, span_start
 from batchsvc.store.series.writes import _TENANT_KEY, Stored, _as_json, _numbers
 from batchsvc.store.stamps import batches_of
 
