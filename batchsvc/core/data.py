@@ -13,7 +13,7 @@ import re
 from datetime import date, datetime
 
 from batchsvc.core.errors import Gone, InvalidInput, NotFound
-from batchsvc.core.history import current_since, parse_asof
+from batchsvc.core.history import parse_asof, state_at
 from batchsvc.core.identity import visible
 from batchsvc.core.objects import data_ref
 from batchsvc.core.periods import parse_range, series_zone
@@ -75,10 +75,11 @@ def _at(instant: datetime | None) -> str:
 
 
 def objects_at(reader, ids: list[str], instant: datetime) -> list:
-    """The states these objects had at `instant` (core.history.object_as_of's rule, for several)."""
+    """The states these objects had at `instant` (core.history.state_at for each), in two queries."""
     archived = reader.history.archived_at_each(ids, instant)
-    current = reader.objects([ident for ident in ids if ident not in archived])
-    return [*archived.values(), *(obj for obj in current if current_since(obj) <= instant)]
+    current = {obj.id: obj for obj in reader.objects([ident for ident in ids if ident not in archived])}
+    states = (state_at(archived.get(ident), current.get(ident), instant) for ident in ids)
+    return [state for state in states if state is not None]
 
 
 class _Objects:

@@ -65,6 +65,14 @@ def current_since(obj) -> datetime:
     return obj.restored_at or obj.updated
 
 
+def state_at(archived, current, instant: datetime):
+    """The state an object had at `instant`: its archived state current then, else its current
+    state if that was current already (None: it did not exist then, or history was pruned)."""
+    if archived is not None:
+        return archived
+    return current if current is not None and current_since(current) <= instant else None
+
+
 def _single(params: dict[str, list[str]], name: str) -> str | None:
     values = params.get(name)
     if not values:
@@ -138,12 +146,10 @@ def object_as_of(reader: HistoryReader, source: str, object_id: str, instant: da
     """The object as the store served it at `instant`."""
     if not visible(source, object_id):
         raise NotFound(f"object {object_id!r} not found")
-    row = reader.archived_at(object_id, instant)
+    archived = reader.archived_at(object_id, instant)
+    row = state_at(archived, reader.object(object_id) if archived is None else None, instant)
     if row is not None:
         return render(row)
-    obj = reader.object(object_id)
-    if obj is not None and current_since(obj) <= instant:
-        return render(obj)
     pruned = reader.pruned_before()
     if pruned is not None and instant < pruned:
         raise Gone(f"history before {iso(pruned)} was pruned: object {object_id!r} at {iso(instant)} is not known")

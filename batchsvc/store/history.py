@@ -78,16 +78,7 @@ class HistoryReader:
 
     def archived_at(self, object_id: str, instant: datetime) -> ObjectVersion | None:
         """The archived state that was current at `instant`, if one was."""
-        query = (
-            self._versions(object_id)
-            .where(
-                func.coalesce(ObjectVersion.restored_at, ObjectVersion.updated) <= instant,
-                ObjectVersion.valid_to > instant,
-            )
-            .order_by(ObjectVersion.seq.desc())
-            .limit(1)
-        )
-        return self.session.scalars(query).first()
+        return self.archived_at_each([object_id], instant).get(object_id)
 
     def archived_at_each(self, object_ids: list[str], instant: datetime) -> dict[str, ObjectVersion]:
         """`archived_at` for several objects, in one query: id -> the archived state current at `instant`."""
