@@ -160,6 +160,7 @@ class BatchStore:
         self.history = HistoryWrites(cursor, scope)  # rollbacks and object deletes (store/history.py)
         self.log = DataLog()  # what this transaction's data writes changed, written with the summary
         self._stamp: Stamp | None = None
+        self._stored_curves: dict = {}  # read for `_merge` curves, not read again by the write
 
     # summaries
     def lock_id(self, batch_id: str) -> None:
@@ -243,7 +244,9 @@ class BatchStore:
 
     def stored_curves(self, keys: list[tuple[str, str, date]]) -> dict[tuple[str, str, date], dict]:
         """The stored curves that `_merge` curves merge into: (object, prop, date) -> curve."""
-        return datarows.stored_curves(self._cursor, self._scope, keys)
+        found = datarows.stored_curves(self._cursor, self._scope, keys)
+        self._stored_curves.update(found)  # write_data's change check reuses them
+        return {key: row.doc for key, row in found.items()}
 
     def write_data(
         self, wiped_objects: list[str], writes: dict[str, DataWrites], *, batch_id: str, now: datetime
@@ -256,7 +259,11 @@ class BatchStore:
         stamp = self.stamp(batch_id, now)
         wiped = sorted(wiped_objects)
         changes.add(series.write_series(self._cursor, self._scope, writes, wiped=wiped, stamp=stamp, log=self.log))
-        changes.add(datarows.write_rows(self._cursor, self._scope, writes, wiped=wiped, stamp=stamp, log=self.log))
+        changes.add(
+            datarows.write_rows(
+                self._cursor, self._scope, writes, wiped=wiped, stamp=stamp, log=self.log, known=self._stored_curves
+            )
+        )
         return changes
 
     def remove_data(self, object_ids: list[str], *, batch_id: str, now: datetime) -> DataChanges:

@@ -297,15 +297,12 @@ def _sent(writes: dict[str, DataWrites]) -> dict[str, dict[tuple, tuple[datetime
     }
 
 
-_STORED_CURVES = f"SELECT k.o, k.p, k.k, r.doc FROM {_keyed_rows('curves')}"
-
-
 def stored_curves(cursor: TransactionCursor, scope: dict, keys: list[tuple[str, str, date]]) -> dict:
-    """The stored curves that `_merge` curves merge into: (object, prop, date) -> curve."""
+    """The stored rows of curves (object, prop, date) -> _Stored: what `_merge` curves merge into,
+    handed back to `write_rows` (as `known`) so they are not read again."""
     if not keys:
         return {}
-    cursor.execute(_STORED_CURVES, {**scope, **_key_params({"curves": keys})})
-    return {(o, p, date.fromisoformat(d)): doc for o, p, d, doc in cursor.fetchall()}
+    return _read(cursor, [_READ_KEYED["curves"]], {**scope, **_key_params({"curves": keys})})["curves"]
 
 
 def write_rows(
@@ -316,20 +313,25 @@ def write_rows(
     wiped: list[str],
     stamp: Stamp,
     log: DataLog,
+    known: dict[tuple, _Stored] | None = None,
 ) -> DataChanges:
     """The curve, matrix and event rows of a batch: new ones created, changed ones archived and
     rewritten, unchanged ones left alone (`kept`); the rows of `wiped` objects that the batch does
-    not send again archived and deleted. One round trip reads what is stored; the writes are deferred."""
+    not send again archived and deleted. One round trip reads what is stored (but the curves
+    already read, `known`, from `stored_curves`); the writes are deferred."""
     changes = DataChanges()
     sent = _sent(writes)
     wiped_set = set(wiped)
     if not wiped and not any(sent.values()):
         return changes
+    known = known or {}
     # Every row of a wiped object is read (keys only); those it sends again are read with their
     # documents like any other object's.
-    keys = {kind: list(items) for kind, items in sent.items() if items}
+    keys = {kind: [item for item in items if kind != "curves" or item not in known] for kind, items in sent.items()}
+    keys = {kind: items for kind, items in keys.items() if items}
     branches = [_READ_KEYED[kind] for kind in keys] + ([_READ_WIPED[kind] for kind in ROW_KINDS] if wiped else [])
     stored = _read(cursor, branches, {**scope, **_key_params(keys), "wiped": text_array(sorted(wiped_set))})
+    stored["curves"].update((item, row) for item, row in known.items() if item in sent["curves"])
     for kind in ROW_KINDS:
         rows = stored[kind]
         remove = [item for item in rows if item[0] in wiped_set]
